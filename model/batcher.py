@@ -1,0 +1,166 @@
+"""Adaptive micro-batching: concurrent callers share one model `run` call.
+
+The batcher knows nothing about hobbies: it batches rows of a 2-D float32 array. One flush
+loop (an asyncio task) takes whatever is queued, up to `max_batch_size`, and runs it in the
+executor so inference never blocks the event loop. A lone request runs at once: we only
+wait (up to `max_queue_delay`) for a batch to fill when more than one caller is already
+queued, i.e. when there is evidence of concurrency. While one batch runs, the next
+accumulates, so under load batches grow by themselves without any waiting.
+
+The queue is bounded: past `max_queue_size` waiting rows, `submit` raises `Overloaded`
+at once instead of letting latency grow without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+RunFunction = Callable[[np.ndarray], np.ndarray]
+
+
+class Overloaded(RuntimeError):
+    """The queue is full; the caller should retry later (the API answers 503)."""
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed before this row was accepted."""
+
+
+@dataclass
+class BatchStats:
+    """Counters kept by the batcher; the metrics endpoint reads them."""
+
+    batches: int = 0
+    items: int = 0
+    failed_batches: int = 0
+    rejected: int = 0
+    inference_seconds: float = 0.0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+    def record(self, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.items += size
+        self.inference_seconds += seconds
+        self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """The batcher's knobs; defaults suit a sub-millisecond model on a small machine."""
+
+    max_batch_size: int = 64
+    max_queue_delay: float = 0.0005  # seconds; only ever waited when callers are queued
+    max_queue_size: int = 2048
+
+
+class MicroBatcher:
+    """Gathers concurrent `submit` calls into batched `run` calls."""
+
+    def __init__(
+        self,
+        run: RunFunction,
+        settings: BatchSettings,
+        executor: Executor | None = None,
+        stats: BatchStats | None = None,
+    ) -> None:
+        if settings.max_batch_size < 1 or settings.max_queue_size < 1:
+            raise ValueError("max_batch_size and max_queue_size must be at least 1")
+        self._run = run
+        self._settings = settings
+        self._executor = executor
+        self.stats = stats if stats is not None else BatchStats()
+        self._pending: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    async def submit(self, row: np.ndarray) -> np.ndarray:
+        """Queue one input row and wait for its output row."""
+        if self._closing:
+            raise BatcherClosed("the batcher is closed")
+        if len(self._pending) >= self._settings.max_queue_size:
+            self.stats.rejected += 1
+            raise Overloaded(f"inference queue is full ({self._settings.max_queue_size} waiting)")
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_loop())
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Stop accepting rows, finish everything queued, then stop the loop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _flush_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take(self._settings.max_batch_size)
+            if 1 < len(batch) < self._settings.max_batch_size and self._settings.max_queue_delay > 0:
+                await self._fill(batch)
+            await self._run_batch(batch)
+
+    def _take(self, limit: int) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+        batch = []
+        while self._pending and len(batch) < limit:
+            row, future = self._pending.popleft()
+            if not future.cancelled():  # the caller went away (client disconnected)
+                batch.append((row, future))
+        return batch
+
+    async def _fill(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
+        """Wait briefly for more rows, only because others are evidently arriving."""
+        deadline = time.perf_counter() + self._settings.max_queue_delay
+        while len(batch) < self._settings.max_batch_size and not self._closing:
+            if self._pending:
+                batch.extend(self._take(self._settings.max_batch_size - len(batch)))
+                continue
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return
+
+    async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
+        if not batch:
+            return
+        inputs = np.stack([row for row, _ in batch])
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, self._run, inputs)
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"model returned {len(outputs)} rows for {len(batch)} inputs")
+        except Exception as exc:  # isolate the failure to this batch's callers
+            self.stats.failed_batches += 1
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.stats.record(len(batch), time.perf_counter() - started)
+        for (_, future), output in zip(batch, outputs, strict=True):
+            if not future.done():
+                future.set_result(output)

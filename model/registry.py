@@ -1,0 +1,149 @@
+"""Model versions and the "active" pointer, kept in an object store every worker can read.
+
+Layout under the store (the same on a local folder and on S3):
+
+- ``models/sha256/<hex>.onnx``: the model files, content-addressed, never overwritten;
+- ``models/versions/<version>.json``: which file a version string names (versions are
+  immutable: publishing a version again with other bytes is refused);
+- ``models/active.json``: the pointer: the active entry and the previously active ones.
+
+Workers poll the pointer and swap when it moves; operators move it with conditional puts,
+so two concurrent activations cannot silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from model.modelfile import ModelFile, ModelFileError
+from storage.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
+
+POINTER_KEY = "models/active.json"
+HISTORY_LENGTH = 20
+_SAFE_VERSION = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot be done (unknown version, nothing to roll back to)."""
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    version: str
+    sha256: str
+    key: str
+    activated_at: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ActivePointer:
+    active: RegistryEntry
+    history: tuple[RegistryEntry, ...]  # previously active, most recent first
+    etag: str
+
+
+class ModelRegistry:
+    """Publishes, looks up, fetches and activates model versions in an object store."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def publish(self, file: ModelFile) -> RegistryEntry:
+        """Store a checked model file and record its version; idempotent for the same bytes."""
+        version = file.metadata.model_version
+        entry = RegistryEntry(version=version, sha256=file.sha256, key=_model_key(file.sha256))
+        manifest_key = _version_key(version)
+        try:
+            existing = json.loads(self.store.get(manifest_key).data)
+        except ObjectNotFound:
+            existing = None
+        if existing is not None and existing["sha256"] != file.sha256:
+            raise RegistryError(
+                f"version {version!r} is already published with different content; "
+                "give the new model its own version string"
+            )
+        if not self.store.exists(entry.key):
+            self.store.put(entry.key, file.data, content_type="application/octet-stream")
+        if existing is None:
+            body = json.dumps(entry.to_json()).encode()
+            try:
+                self.store.put(manifest_key, body, content_type="application/json", if_none_match=True)
+            except PreconditionFailed:
+                pass  # published concurrently; the check above already proved the bytes agree
+        return entry
+
+    def find(self, version: str) -> RegistryEntry:
+        try:
+            data = json.loads(self.store.get(_version_key(version)).data)
+        except ObjectNotFound:
+            raise RegistryError(f"no published model has version {version!r}") from None
+        return RegistryEntry(version=data["version"], sha256=data["sha256"], key=data["key"])
+
+    def fetch(self, entry: RegistryEntry) -> ModelFile:
+        """Read a model file back, refusing one whose bytes no longer match its address."""
+        data = self.store.get(entry.key).data
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise ModelFileError(f"stored model {entry.key} is corrupted (sha256 mismatch)")
+        file = ModelFile.from_bytes(data)
+        if file.metadata.model_version != entry.version:
+            raise ModelFileError(f"stored model {entry.key} does not carry version {entry.version}")
+        return file
+
+    def read_pointer(self) -> ActivePointer | None:
+        try:
+            stored = self.store.get(POINTER_KEY)
+        except ObjectNotFound:
+            return None
+        body = json.loads(stored.data)
+        return ActivePointer(
+            active=RegistryEntry(**body["active"]),
+            history=tuple(RegistryEntry(**item) for item in body.get("history", [])),
+            etag=stored.etag,
+        )
+
+    def activate(self, entry: RegistryEntry, expected: ActivePointer | None) -> ActivePointer:
+        """Point at `entry` if the pointer is still `expected`; else `PreconditionFailed`."""
+        stamped = RegistryEntry(
+            version=entry.version,
+            sha256=entry.sha256,
+            key=entry.key,
+            activated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        history: tuple[RegistryEntry, ...] = ()
+        if expected is not None:
+            history = (expected.active, *expected.history)[:HISTORY_LENGTH]
+        body = json.dumps(
+            {"active": stamped.to_json(), "history": [item.to_json() for item in history]},
+            ensure_ascii=False,
+        ).encode()
+        etag = self.store.put(
+            POINTER_KEY,
+            body,
+            content_type="application/json",
+            if_match=expected.etag if expected is not None else None,
+            if_none_match=expected is None,
+        )
+        return ActivePointer(active=stamped, history=history, etag=etag)
+
+    def previous(self, pointer: ActivePointer) -> RegistryEntry:
+        """The most recently active version that differs from the current one."""
+        for entry in pointer.history:
+            if entry.sha256 != pointer.active.sha256:
+                return entry
+        raise RegistryError("there is no previous model version to roll back to")
+
+
+def _model_key(sha256: str) -> str:
+    return f"models/sha256/{sha256}.onnx"
+
+
+def _version_key(version: str) -> str:
+    digest = hashlib.sha256(version.encode()).hexdigest()[:8]
+    return f"models/versions/{_SAFE_VERSION.sub('_', version)}-{digest}.json"
