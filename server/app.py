@@ -1,0 +1,172 @@
+"""The application factory and its lifespan: build services, serve, drain, close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+import server
+from db.catalog import (
+    DEFAULT_CATALOG,
+    active_catalog_id,
+    catalog_is_empty,
+    load_catalog,
+    read_catalog,
+)
+from db.migrate import upgrade
+from db.session import Database
+from model.batcher import Overloaded
+from model.engine import ModelEngine, NoModelLoaded
+from model.registry import ModelRegistry
+from server.catalog_view import CatalogCache
+from server.deps import Services
+from server.errors import error_response, install_error_handlers
+from server.images import ImageUrls
+from server.model_service import ModelService
+from server.routes import admin, health, hobbies, predict, recommendations, test_responses, tests
+from server.settings import Settings
+from storage.objectstore import LocalObjectStore
+
+log = logging.getLogger("hollang")
+
+
+def prepare_database(settings: Settings) -> None:
+    """Migrate to the newest schema and seed the bundled catalogue into an empty database."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.write() as session:
+            if catalog_is_empty(session):
+                result = load_catalog(session, DEFAULT_CATALOG.read_bytes(), "bundled default")
+                log.info("seeded the bundled catalogue %s", result.version)
+    finally:
+        db.dispose()
+
+
+async def _every(interval: float, work: object, what: str) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(work)  # type: ignore[arg-type]
+        except Exception:
+            log.warning("%s failed", what, exc_info=True)
+
+
+async def build_services(settings: Settings) -> Services:
+    db = Database(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+
+    def read() -> object:
+        with db.read() as session:
+            return read_catalog(session)
+
+    def active_id() -> int | None:
+        with db.read() as session:
+            return active_catalog_id(session)
+
+    catalog = await asyncio.to_thread(
+        CatalogCache,
+        read,
+        active_id,
+        ImageUrls.from_setting(settings.image_base_url),  # type: ignore[arg-type]
+    )
+    store = LocalObjectStore(settings.objects_dir)
+    engine = ModelEngine(settings.batch)
+    models = ModelService(
+        engine, ModelRegistry(store), settings.resolved_model_path, lambda: catalog.catalog
+    )
+    await models.start()
+    return Services(
+        settings=settings,
+        db=db,
+        catalog=catalog,
+        engine=engine,
+        models=models,
+        store=store,
+        started_at=time.time(),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        tasks = [
+            asyncio.create_task(services.models.poll_forever(settings.model_poll_interval)),
+            asyncio.create_task(
+                _every(
+                    settings.catalog_poll_interval, services.catalog.refresh, "catalogue refresh"
+                )
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await services.engine.close()
+            services.db.dispose()
+
+    app = FastAPI(
+        title="Hollang",
+        version=server.__version__,
+        description="Hobby recommendations from a 12-question personality test.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    _install_fault_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "X-Request-ID"],
+            max_age=600,
+        )
+    for module in (tests, test_responses, recommendations, hobbies, predict, health):
+        app.include_router(module.router)
+    if settings.admin_token is not None:
+        app.include_router(admin.router)
+    return app
+
+
+def _install_fault_handlers(app: FastAPI) -> None:
+    """Faults of our dependencies become clear 503s that tell the client to retry."""
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return error_response(
+            503, "The service is overloaded; retry shortly.", headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(NoModelLoaded)
+    async def _no_model(_: Request, exc: NoModelLoaded) -> JSONResponse:
+        return error_response(503, "No model is loaded yet.", headers={"Retry-After": "5"})
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "database error on %s %s: %s", request.method, request.url.path, type(exc).__name__
+        )
+        return error_response(
+            503, "The database is unavailable; retry shortly.", headers={"Retry-After": "2"}
+        )
+
+    for kind in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(kind, _database_down)  # type: ignore[arg-type]

@@ -1,0 +1,95 @@
+"""The `hollang` command: serve, migrate, load catalogues, and the model tools."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from model.cli import model_cli
+
+
+@click.group()
+def main() -> None:
+    """Hollang: hobby recommendations from a 12-question personality test."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--no-migrate", is_flag=True, help="Do not migrate and seed the database first.")
+def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
+    """Serve the API (uvicorn; uvloop and httptools where available)."""
+    import uvicorn
+
+    from server.app import prepare_database
+    from server.settings import Settings
+
+    if not no_migrate:
+        prepare_database(Settings())
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="auto",
+        http="auto",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database (HOLLANG_DATABASE_URL) to the newest schema."""
+    from db.migrate import upgrade
+    from server.settings import Settings
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    click.echo("database is at the newest schema")
+
+
+@main.group()
+def catalog() -> None:
+    """The test, hobbies and hobby types."""
+
+
+@catalog.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def catalog_load(file: Path) -> None:
+    """Load or update a catalogue from FILE (migrates first); it becomes the active one."""
+    from db.catalog import CatalogError, load_catalog
+    from db.migrate import upgrade
+    from db.session import Database
+    from server.settings import Settings
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url)
+    try:
+        with database.write() as session:
+            result = load_catalog(session, file.read_bytes(), str(file))
+    except CatalogError as exc:
+        click.echo(f"invalid catalogue: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        database.dispose()
+    state = "loaded" if result.changed else "unchanged"
+    click.echo(json.dumps({"catalog": result.version, "state": state, "changes": result.counts}))
+
+
+main.add_command(model_cli)

@@ -1,0 +1,107 @@
+"""The error envelope and every exception handler, in one place.
+
+Every error body is ``{"code": <HTTP status name>, "message": <text>}``; validation errors
+add ``"errors": [{"field", "message", "type"}]``. No stack trace, SQL or exception text of
+an unexpected failure ever reaches a client; the log has it.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("hollang.errors")
+
+
+class ApiError(Exception):
+    """An error the API answers deliberately, with its status and message."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    message: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": HTTPStatus(status).name, "message": message}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'details', 0, 'answerNumber') -> 'details[0].answerNumber'."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return "The request body is not valid JSON.", [
+                {"field": "", "message": "malformed JSON", "type": "json_invalid"}
+            ]
+        message = str(error.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        errors.append(
+            {
+                "field": field_path(error.get("loc", ())),
+                "message": message,
+                "type": error.get("type"),
+            }
+        )
+    return "The request is invalid; see errors.", errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.errors, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, errors = _validation_errors(exc)
+        return error_response(HTTPStatus.BAD_REQUEST, message, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {
+            404: "No such resource.",
+            405: "This method is not allowed on this resource.",
+        }
+        message = messages.get(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")

@@ -1,0 +1,191 @@
+"""The active model of this process, kept in step with the registry's "active" pointer.
+
+Start-up: follow the pointer if there is one; otherwise publish the configured model file
+(`HOLLANG_MODEL_PATH`, default the bundled one) and point at it. An upload through any
+worker validates the file completely, publishes it, moves the pointer with a conditional
+put, and swaps locally; every other worker sees the pointer move on its next poll and swaps
+through the same validation. A pointer whose model fails validation here is refused and
+reported, and the current model keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from db.catalog import Catalog
+from model.engine import LoadedModel, ModelEngine, Prediction, load_model
+from model.modelfile import ModelFile, ModelFileError
+from model.registry import ActivePointer, ModelRegistry, RegistryError
+from model.scoring import mbti_from_scores, scores_from_answers
+from storage.objectstore import ObjectStoreError, PreconditionFailed
+
+log = logging.getLogger("hollang.model")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What the model says for one set of answers, resolved against the catalogue."""
+
+    scores: tuple[int, int, int, int]
+    mbti_type: str
+    prediction: Prediction
+    hobby_keys: tuple[str, ...]  # every known hobby, best first
+
+    @property
+    def model_version(self) -> str:
+        return self.prediction.model.version
+
+
+class ModelService:
+    def __init__(
+        self,
+        engine: ModelEngine,
+        registry: ModelRegistry,
+        initial_model: Path,
+        catalog: Callable[[], Catalog],
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.initial_model = initial_model
+        self._catalog = catalog
+        self._lock = asyncio.Lock()
+        self._refused_sha: str | None = None
+        self.last_error: str | None = None
+        self.last_poll_ok: float | None = None
+
+    # ---- serving ----
+
+    async def recommend(self, answers: Mapping[int, int]) -> Recommendation:
+        scores = scores_from_answers(answers)
+        prediction = await self.engine.predict(scores)
+        known = self._catalog().hobby_by_key
+        labels = prediction.model.labels
+        # A hobby retired by a newer catalogue is skipped, so the next best one is shown.
+        keys = tuple(labels[i] for i in prediction.ranking if labels[i] in known)
+        return Recommendation(scores, mbti_from_scores(scores), prediction, keys)
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        """Install a model before serving; fall back to the initial file if the pointer fails."""
+        async with self._lock:
+            try:
+                pointer = await asyncio.to_thread(self.registry.read_pointer)
+                if pointer is None:
+                    await self._publish_initial()
+                    return
+                await self._install_from(pointer)
+            except (ModelFileError, ObjectStoreError, RegistryError) as exc:
+                self.last_error = f"could not follow the active model pointer: {exc}"
+                log.error("%s; serving %s instead", self.last_error, self.initial_model)
+                if self.engine.model is None:
+                    file = await asyncio.to_thread(ModelFile.read, self.initial_model)
+                    self.engine.swap(await self._validate(file))
+
+    async def _publish_initial(self) -> None:
+        file = await asyncio.to_thread(ModelFile.read, self.initial_model)
+        model = await self._validate(file)
+        entry = await asyncio.to_thread(self.registry.publish, file)
+        try:
+            await asyncio.to_thread(self.registry.activate, entry, None)
+        except PreconditionFailed:
+            # Another worker published first: follow its pointer instead.
+            pointer = await asyncio.to_thread(self.registry.read_pointer)
+            if pointer is not None and pointer.active.sha256 != file.sha256:
+                await self._install_from(pointer)
+                return
+        self.engine.swap(model)
+        log.info("serving model %s (published from %s)", model.version, self.initial_model)
+
+    async def _install_from(self, pointer: ActivePointer) -> None:
+        file = await asyncio.to_thread(self.registry.fetch, pointer.active)
+        model = await self._validate(file)
+        self.engine.swap(model)
+        log.info("serving model %s (%s)", model.version, file.sha256[:12])
+
+    async def _validate(self, file: ModelFile) -> LoadedModel:
+        labels = self._catalog().hobby_keys
+        return await asyncio.to_thread(load_model, file, labels)
+
+    async def follow(self) -> None:
+        """One poll: swap if the pointer moved to a model this worker does not run."""
+        try:
+            pointer = await asyncio.to_thread(self.registry.read_pointer)
+            self.last_poll_ok = time.time()
+        except ObjectStoreError as exc:
+            self.last_error = f"cannot read the active model pointer: {exc}"
+            log.warning("%s; keeping model %s", self.last_error, self.version)
+            return
+        current = self.engine.model
+        if pointer is None or (current and pointer.active.sha256 == current.file.sha256):
+            return
+        if pointer.active.sha256 == self._refused_sha:
+            return
+        async with self._lock:
+            try:
+                await self._install_from(pointer)
+                self.last_error = None
+            except (ModelFileError, ObjectStoreError, RegistryError) as exc:
+                self._refused_sha = pointer.active.sha256
+                self.last_error = f"refused model {pointer.active.version}: {exc}"
+                log.error("%s; keeping model %s", self.last_error, self.version)
+
+    async def poll_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.follow()
+            except Exception:  # a poll must never kill the loop
+                log.exception("model pointer poll failed")
+
+    # ---- administration ----
+
+    async def upload(self, data: bytes) -> LoadedModel:
+        """Validate fully, publish, activate, swap; raises ModelFileError/RegistryError."""
+        file = await asyncio.to_thread(ModelFile.from_bytes, data)
+        model = await self._validate(file)
+        async with self._lock:
+            entry = await asyncio.to_thread(self.registry.publish, file)
+            await self._move_pointer(lambda pointer: self.registry.activate(entry, pointer))
+            self.engine.swap(model)
+            self._refused_sha = None
+        log.info("model %s uploaded and activated", model.version)
+        return model
+
+    async def rollback(self) -> LoadedModel:
+        """Re-activate the previous version, validated here before the pointer moves."""
+        async with self._lock:
+            pointer = await asyncio.to_thread(self.registry.read_pointer)
+            if pointer is None:
+                raise RegistryError("there is no active model pointer to roll back")
+            target = self.registry.previous(pointer)
+            file = await asyncio.to_thread(self.registry.fetch, target)
+            model = await self._validate(file)
+            await asyncio.to_thread(self.registry.activate, target, pointer)
+            self.engine.swap(model)
+        log.info("rolled back to model %s", model.version)
+        return model
+
+    async def _move_pointer(self, move: Callable[[ActivePointer | None], ActivePointer]) -> None:
+        """Read-then-conditional-put; a lost race is retried on the fresh pointer."""
+        for _ in range(3):
+            pointer = await asyncio.to_thread(self.registry.read_pointer)
+            try:
+                await asyncio.to_thread(move, pointer)
+                return
+            except PreconditionFailed:
+                continue
+        raise RegistryError("the active model pointer kept changing; try again")
+
+    async def history(self) -> ActivePointer | None:
+        return await asyncio.to_thread(self.registry.read_pointer)
+
+    @property
+    def version(self) -> str | None:
+        model = self.engine.model
+        return model.version if model else None

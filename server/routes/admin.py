@@ -1,0 +1,99 @@
+"""Model administration: upload (validate, publish, activate, swap), status, rollback.
+
+Registered only when `HOLLANG_ADMIN_TOKEN` is set; every route requires it as a bearer token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from model.engine import LoadedModel
+from model.modelfile import ModelFileError
+from model.registry import RegistryError
+from server.deps import ServicesDep, require_admin
+from server.errors import ApiError
+from server.routes.docs import ERRORS
+from server.schemas import Envelope
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+ADMIN_ERRORS = {**ERRORS, 401: ERRORS[404], 413: ERRORS[400], 422: ERRORS[400]}
+
+
+class ModelStatus(BaseModel):
+    active: dict[str, Any] | None
+    pointer: dict[str, Any] | None
+    lastError: str | None
+
+
+async def _read_upload(request: Request, limit: int) -> bytes:
+    """The model file, as the raw body or as the `file` field of a multipart form."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"The model file is larger than {limit} bytes.")
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=1, max_part_size=limit)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(400, "Send the model file as the multipart field 'file'.")
+        data = await upload.read(limit + 1)
+    else:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"The model file is larger than {limit} bytes.")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    if len(data) > limit:
+        raise ApiError(413, f"The model file is larger than {limit} bytes.")
+    if not data:
+        raise ApiError(400, "The request carries no model file.")
+    return data
+
+
+def _describe(model: LoadedModel | None) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    return {**model.file.describe(), "loadedAt": model.loaded_at}
+
+
+async def _status(services: ServicesDep) -> ModelStatus:
+    pointer = await services.models.history()
+    return ModelStatus(
+        active=_describe(services.engine.model),
+        pointer=None
+        if pointer is None
+        else {
+            "active": pointer.active.to_json(),
+            "history": [entry.to_json() for entry in pointer.history],
+        },
+        lastError=services.models.last_error,
+    )
+
+
+@router.get("/model", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
+async def get_model(services: ServicesDep) -> Envelope[ModelStatus]:
+    return Envelope(message="The active model and its history.", data=await _status(services))
+
+
+@router.post("/model", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
+async def upload_model(request: Request, services: ServicesDep) -> Envelope[ModelStatus]:
+    """Upload a model file (raw body or multipart field `file`); it serves only once valid."""
+    data = await _read_upload(request, services.settings.max_model_bytes)
+    try:
+        model = await services.models.upload(data)
+    except (ModelFileError, RegistryError) as exc:
+        raise ApiError(422, f"Model rejected: {exc}") from None
+    return Envelope(message=f"Model {model.version} is active.", data=await _status(services))
+
+
+@router.post("/model/rollback", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
+async def rollback_model(services: ServicesDep) -> Envelope[ModelStatus]:
+    try:
+        model = await services.models.rollback()
+    except (ModelFileError, RegistryError) as exc:
+        raise ApiError(409, f"Cannot roll back: {exc}") from None
+    return Envelope(message=f"Rolled back to model {model.version}.", data=await _status(services))

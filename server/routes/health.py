@@ -1,0 +1,74 @@
+"""Liveness, readiness and build information (with the original's Actuator paths too)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+import server
+from server.deps import Services, ServicesDep
+from server.errors import error_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live")
+def live() -> dict[str, str]:
+    """The process is up and its event loop answers."""
+    return {"code": "OK", "message": "alive"}
+
+
+def _checks(services: Services) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        services.db.ping()
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["model"] = "ok" if services.engine.model is not None else "no model loaded"
+    checks["catalog"] = "ok" if services.catalog.catalog.hobby_by_key else "empty"
+    if services.models.last_error:
+        checks["modelRegistry"] = services.models.last_error
+    return checks
+
+
+@router.get("/health/ready", responses={503: {"description": "not ready, with the reasons"}})
+@router.get("/actuator/health", include_in_schema=False)
+async def ready(services: ServicesDep) -> JSONResponse:
+    """Ready when the database answers, a model is loaded and a catalogue is in memory."""
+    checks = await run_in_threadpool(_checks, services)
+    failing = {k: v for k, v in checks.items() if k != "modelRegistry" and v != "ok"}
+    if failing:
+        response = error_response(
+            503, "not ready: " + "; ".join(f"{k} {v}" for k, v in failing.items())
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+    return JSONResponse(
+        {"code": "OK", "message": "ready", "data": {"status": "UP", "checks": checks}}
+    )
+
+
+@router.get("/info")
+@router.get("/actuator/info", include_in_schema=False)
+def info(services: ServicesDep) -> dict[str, Any]:
+    model = services.engine.model
+    return {
+        "code": "OK",
+        "message": "Service information.",
+        "data": {
+            "service": {"name": "hollang", "version": server.__version__},
+            "model": {
+                "version": model.version if model else None,
+                "sha256": model.file.sha256 if model else None,
+                "lastError": services.models.last_error,
+            },
+            "catalog": {"version": services.catalog.catalog.version},
+            "database": services.db.backend,
+            "uptimeSeconds": round(time.time() - services.started_at, 1),
+        },
+    }

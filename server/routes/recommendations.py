@@ -1,0 +1,118 @@
+"""A recommendation, its public share view, and its satisfaction survey."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from db.recommendations import (
+    NotFound,
+    NotInRecommendation,
+    StoredRecommendation,
+    load_recommendation,
+    record_survey,
+)
+from server.deps import Services, ServicesDep
+from server.errors import ApiError
+from server.routes.docs import ERRORS
+from server.schemas import (
+    Envelope,
+    RecommendationData,
+    RecommendationOut,
+    ScoresOut,
+    SharedRecommendationData,
+    SharedRecommendationOut,
+    SurveyRequest,
+    UserOut,
+)
+
+router = APIRouter(tags=["recommendations"])
+RecommendationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+def _load(services: Services, recommendation_id: int) -> StoredRecommendation:
+    try:
+        with services.db.read() as session:
+            return load_recommendation(session, recommendation_id)
+    except NotFound:
+        raise ApiError(404, f"Recommendation {recommendation_id} does not exist.") from None
+
+
+@router.get(
+    "/recommendations/{recommendation_id}",
+    response_model=Envelope[RecommendationData],
+    responses=ERRORS,
+)
+def get_recommendation(
+    recommendation_id: RecommendationId, services: ServicesDep
+) -> Envelope[RecommendationData]:
+    stored = _load(services, recommendation_id)
+    view = services.catalog.view
+    score_e, score_n, score_f, score_j = stored.scores
+    out = RecommendationOut(
+        id=stored.id,
+        did_survey=stored.did_survey,
+        user=UserOut(id=stored.user_id, name=stored.user_name),
+        hobby_type=view.hobby_type(stored.hobby_type_id),
+        hobbies=[view.hobby(h.hobby_id, h.ranking) for h in stored.hobbies],
+        fit_hobby_types=view.fit_hobby_types(stored.hobby_type_id),
+        scores=ScoresOut(score_e=score_e, score_n=score_n, score_f=score_f, score_j=score_j),
+        model_version=stored.model_version,
+    )
+    return Envelope(
+        message="Fetched the recommendation.", data=RecommendationData(recommendation=out)
+    )
+
+
+@router.get(
+    "/recommendations/{recommendation_id}/shares",
+    response_model=Envelope[SharedRecommendationData],
+    responses=ERRORS,
+)
+def get_shared_recommendation(
+    recommendation_id: RecommendationId, services: ServicesDep
+) -> Envelope[SharedRecommendationData]:
+    """The public view: no survey state, no fit types, no content links."""
+    stored = _load(services, recommendation_id)
+    view = services.catalog.view
+    out = SharedRecommendationOut(
+        id=stored.id,
+        user=UserOut(id=stored.user_id, name=stored.user_name),
+        hobby_type=view.hobby_type(stored.hobby_type_id),
+        hobbies=[view.shared_hobby(h.hobby_id, h.ranking) for h in stored.hobbies],
+    )
+    return Envelope(
+        message="Fetched the shared recommendation.",
+        data=SharedRecommendationData(recommendation=out),
+    )
+
+
+@router.post(
+    "/recommendations/{recommendation_id}/surveys",
+    response_model=Envelope[None],
+    responses=ERRORS,
+)
+def create_survey(
+    recommendation_id: RecommendationId, body: SurveyRequest, services: ServicesDep
+) -> Envelope[None]:
+    ratings = [(hobby.id, hobby.satisfaction) for hobby in body.survey.hobbies]
+    try:
+        services.db.transact(lambda session: record_survey(session, recommendation_id, ratings))
+    except NotFound:
+        raise ApiError(404, f"Recommendation {recommendation_id} does not exist.") from None
+    except NotInRecommendation as exc:
+        positions = {hobby.id: i for i, hobby in enumerate(body.survey.hobbies)}
+        raise ApiError(
+            400,
+            "Every surveyed hobby must be one of this recommendation's hobbies.",
+            errors=[
+                {
+                    "field": f"survey.hobbies[{positions[hobby_id]}].id",
+                    "message": f"hobby {hobby_id} is not part of this recommendation",
+                    "type": "not_in_recommendation",
+                }
+                for hobby_id in exc.hobby_ids
+            ],
+        ) from None
+    return Envelope(message="Stored the survey.", data=None)

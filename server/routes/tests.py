@@ -1,0 +1,24 @@
+"""GET /tests: the personality test, served from bytes rendered once per catalogue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from server.deps import ServicesDep
+from server.errors import ApiError
+from server.routes.docs import ERRORS
+from server.schemas import Envelope, TestData
+
+router = APIRouter(tags=["tests"])
+
+
+@router.get("/tests", response_model=Envelope[TestData], responses=ERRORS)
+def get_test(
+    services: ServicesDep, version: Annotated[int, Query(ge=1, le=1_000_000)] = 1
+) -> Response:
+    body = services.catalog.view.tests_body(version)
+    if body is None:
+        raise ApiError(404, f"There is no test of version {version}.")
+    return Response(content=body, media_type="application/json")
