@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -70,5 +71,6 @@ def info(services: ServicesDep) -> dict[str, Any]:
             "catalog": {"version": services.catalog.catalog.version},
             "database": services.db.backend,
             "uptimeSeconds": round(time.time() - services.started_at, 1),
+            "pid": os.getpid(),
         },
     }

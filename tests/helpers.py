@@ -1,0 +1,199 @@
+"""Test helpers: real databases (SQLite and MariaDB), real running servers, request bodies.
+
+Every database-backed fixture is parametrized over both backends. MariaDB/MySQL runs when
+`HOLLANG_TEST_MYSQL_URL` names a server and base database (each fixture instance creates
+and drops its own `<base>_<random>` database); without it those cases are skipped, unless
+`HOLLANG_REQUIRE_MYSQL=1` (set by `.ci/run`), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from db.session import Database
+from server.app import create_app, prepare_database
+from server.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "hollang"
+MYSQL_URL = os.environ.get("HOLLANG_TEST_MYSQL_URL", "")
+REQUIRE_MYSQL = os.environ.get("HOLLANG_REQUIRE_MYSQL") == "1"
+BACKENDS = ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)]
+
+
+def fresh_database_url(backend: str, tmp_dir: Path) -> Iterator[str]:
+    """A new, empty database of `backend`; dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_dir / 'hollang.db'}"
+        return
+    if not MYSQL_URL:
+        message = "HOLLANG_TEST_MYSQL_URL is not set"
+        if REQUIRE_MYSQL:
+            pytest.fail(f"{message}, but HOLLANG_REQUIRE_MYSQL=1: MySQL tests must run")
+        pytest.skip(message)
+    base = make_url(MYSQL_URL)
+    name = f"{base.database or 'hollang_test'}_{secrets.token_hex(4)}"
+    admin = create_engine(base.set(database=""), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningService:
+    """A real uvicorn server on a real port, in this process, and its database."""
+
+    url: str
+    settings: Settings
+    db: Database
+    server: uvicorn.Server
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def async_client(self, **kwargs: object) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        return httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def app_services(self):  # type: ignore[no-untyped-def]
+        return self.server.config.loaded_app.app.state.services  # type: ignore[union-attr]
+
+
+def start_service(settings: Settings) -> Iterator[RunningService]:
+    prepare_database(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    db = Database(settings.resolved_database_url)
+    try:
+        yield RunningService(f"http://127.0.0.1:{port}", settings, db, server)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        db.dispose()
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        model_poll_interval=0.2,
+        catalog_poll_interval=0.5,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def answers_for(scores: tuple[int, int, int, int] | list[int]) -> list[dict[str, int]]:
+    """Twelve details whose scoring gives `scores` ([E, N, F, J], each 0..3)."""
+    details = []
+    for group, score in enumerate(scores):
+        for offset in range(3):
+            number = group * 3 + offset + 1
+            details.append({"questionNumber": number, "answerNumber": 2 if offset < score else 1})
+    return details
+
+
+def submission(name: str = "홀랑", scores: tuple[int, int, int, int] = (2, 1, 3, 0)) -> dict:  # type: ignore[type-arg]
+    return {"user": {"name": name}, "testResponseDetails": answers_for(scores)}
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `hollang` console script."""
+    hollang = Path(sys.executable).with_name("hollang")
+    return subprocess.run(
+        [str(hollang), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@contextmanager
+def serve_process(
+    env: dict[str, str], workers: int = 1, log_path: Path | None = None
+) -> Iterator[str]:
+    """Run `hollang serve` as a real separate process; yields its base URL once ready."""
+    port = free_port()
+    hollang = Path(sys.executable).with_name("hollang")
+    log = open(log_path or os.devnull, "w")  # noqa: SIM115 - closed in finally
+    process = subprocess.Popen(
+        [
+            str(hollang),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"hollang serve exited with {process.returncode}; see {log_path}"
+                )
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hollang serve did not become ready; see {log_path}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
