@@ -115,7 +115,10 @@ class MicroBatcher:
                 await self._wakeup.wait()
                 continue
             batch = self._take(self._settings.max_batch_size)
-            if 1 < len(batch) < self._settings.max_batch_size and self._settings.max_queue_delay > 0:
+            if (
+                1 < len(batch) < self._settings.max_batch_size
+                and self._settings.max_queue_delay > 0
+            ):
                 await self._fill(batch)
             await self._run_batch(batch)
 

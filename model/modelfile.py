@@ -162,9 +162,7 @@ def check_signature(session: object, label_count: int) -> None:
             )
 
 
-def build_mlp(
-    layers: Sequence[tuple[np.ndarray, np.ndarray]], metadata: ModelMetadata
-) -> bytes:
+def build_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray]], metadata: ModelMetadata) -> bytes:
     """Write an MLP (Gemm + ReLU between layers) as a model file.
 
     Weights use PyTorch's ``Linear`` layout, ``[out, in]``; the last layer has no ReLU. Used by

@@ -13,6 +13,7 @@ so two concurrent activations cannot silently overwrite each other.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -73,10 +74,12 @@ class ModelRegistry:
             self.store.put(entry.key, file.data, content_type="application/octet-stream")
         if existing is None:
             body = json.dumps(entry.to_json()).encode()
-            try:
-                self.store.put(manifest_key, body, content_type="application/json", if_none_match=True)
-            except PreconditionFailed:
-                pass  # published concurrently; the check above already proved the bytes agree
+            # A concurrent publish of the same bytes may win the race; the check above
+            # already proved both agree, so losing it is fine.
+            with contextlib.suppress(PreconditionFailed):
+                self.store.put(
+                    manifest_key, body, content_type="application/json", if_none_match=True
+                )
         return entry
 
     def find(self, version: str) -> RegistryEntry:
