@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("hollang.errors")
 
@@ -101,7 +102,38 @@ def install_error_handlers(app: FastAPI) -> None:
         message = messages.get(exc.status_code, str(exc.detail))
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
+    app.add_middleware(UnexpectedErrors)
+
+
+class UnexpectedErrors:
+    """Answer any unhandled exception with the 500 envelope, and keep the connection usable.
+
+    Starlette's own catch-all (a handler for `Exception`) answers and then re-raises, which
+    makes the server drop the keep-alive connection; a client that reuses it sees a reset.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = error_response(
+                HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred."
+            )
+            await response(scope, receive, send)
