@@ -118,10 +118,9 @@ class ModelEngine:
         self.settings = settings or BatchSettings()
         self.stats = BatchStats()  # shared by every batcher, so counters survive swaps
         # One inference thread: batches run one after another, never two at once.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._active: tuple[LoadedModel, MicroBatcher] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
-        self.history: list[LoadedModel] = []
 
     @property
     def model(self) -> LoadedModel | None:
@@ -146,9 +145,7 @@ class ModelEngine:
         Must be called on the event loop's thread (the batchers live there).
         """
         previous = self._active
-        self._active = (model, MicroBatcher(model.run, self.settings, self._executor, self.stats))
-        self.history.append(model)
-        del self.history[:-20]
+        self._active = (model, MicroBatcher(model.run, self.settings, self.executor, self.stats))
         if previous is not None:
             task = asyncio.get_running_loop().create_task(previous[1].close())
             self._retiring.add(task)
@@ -162,4 +159,4 @@ class ModelEngine:
             await self._active[1].close()
         if self._retiring:
             await asyncio.gather(*self._retiring)
-        self._executor.shutdown(wait=True)
+        self.executor.shutdown(wait=True)

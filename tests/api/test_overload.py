@@ -1,0 +1,48 @@
+"""Beyond the bounded inference queue, callers get a clear 503 with Retry-After at once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import RunningService, answers_for, make_settings, start_service
+
+
+@pytest.fixture
+def small_queue_service(tmp_path: Path) -> Iterator[RunningService]:
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'hollang.db'}", max_batch_size=1, max_queue_size=2
+    )
+    yield from start_service(settings)
+
+
+def test_full_queue_answers_503_with_retry_after(small_queue_service: RunningService) -> None:
+    engine = small_queue_service.app_services.engine
+    release = threading.Event()
+    # Occupy the single inference thread, as a long batch would, so requests pile up.
+    engine.executor.submit(release.wait, 30)
+
+    async def burst() -> list[tuple[int, dict, str | None]]:  # type: ignore[type-arg]
+        async with small_queue_service.async_client() as client:
+            body = {"testResponseDetails": answers_for((1, 2, 3, 0))}
+            tasks = [asyncio.create_task(client.post("/predict", json=body)) for _ in range(12)]
+            await asyncio.sleep(1.0)  # every request has reached the queue or been refused
+            release.set()
+            responses = await asyncio.gather(*tasks)
+        return [(r.status_code, r.json(), r.headers.get("retry-after")) for r in responses]
+
+    results = asyncio.run(burst())
+    statuses = sorted(status for status, _, _ in results)
+    # One batch in flight (size 1) and two queued are served; the other nine are refused.
+    assert statuses.count(200) == 3, statuses
+    refused = [(body, retry) for status, body, retry in results if status == 503]
+    assert len(refused) == 9
+    for body, retry in refused:
+        assert body["code"] == "SERVICE_UNAVAILABLE"
+        assert "overloaded" in body["message"]
+        assert retry == "1"
+    assert engine.stats.rejected == 9
