@@ -30,14 +30,13 @@ run: $(VENV)/.installed
 	$(BIN)/hollang serve --host $(HOST) --port $(PORT)
 
 ## The whole suite. MariaDB cases run when HOLLANG_TEST_MYSQL_URL is set (see README).
-test: $(VENV)/.installed-dev
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

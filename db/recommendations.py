@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -59,14 +60,18 @@ class Recorded:
     recommendation_id: int
 
 
+def _new_id(session: Session, statement: Any) -> int:
+    """Execute a single-row INSERT and return the new primary key."""
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
 def record_submission(session: Session, submission: Submission) -> Recorded:
     """Insert user, test response, details and recommendation; bump the hobbies' counts."""
-    user_id = session.execute(insert(User).values(name=submission.user_name)).inserted_primary_key[
-        0
-    ]
-    response_id = session.execute(
-        insert(TestResponse).values(user_id=user_id, test_id=submission.test_id)
-    ).inserted_primary_key[0]
+    user_id = _new_id(session, insert(User).values(name=submission.user_name))
+    response_id = _new_id(
+        session, insert(TestResponse).values(user_id=user_id, test_id=submission.test_id)
+    )
     session.execute(
         insert(TestResponseDetail),
         [
@@ -75,7 +80,8 @@ def record_submission(session: Session, submission: Submission) -> Recorded:
         ],
     )
     score_e, score_n, score_f, score_j = submission.scores
-    recommendation_id = session.execute(
+    recommendation_id = _new_id(
+        session,
         insert(Recommendation).values(
             test_response_id=response_id,
             user_id=user_id,
@@ -85,8 +91,8 @@ def record_submission(session: Session, submission: Submission) -> Recorded:
             score_f=score_f,
             score_j=score_j,
             model_version=submission.model_version,
-        )
-    ).inserted_primary_key[0]
+        ),
+    )
     session.execute(
         update(Hobby)
         .where(Hobby.id.in_(submission.hobby_ids))
@@ -194,10 +200,7 @@ def record_survey(
                 update(Survey).where(Survey.id == link.survey_id).values(satisfaction=satisfaction)
             )
         else:
-            survey_id = session.execute(
-                insert(Survey).values(satisfaction=satisfaction)
-            ).inserted_primary_key[0]
-            link.survey_id = survey_id
+            link.survey_id = _new_id(session, insert(Survey).values(satisfaction=satisfaction))
     session.flush()
 
 
@@ -224,7 +227,7 @@ def rank_hobbies(
 ) -> tuple[list[HobbyCount], int]:
     """A page of active hobbies ordered by `sort`, ties broken by id so pages are stable."""
     column = HOBBY_SORTS[sort]
-    order = [column.desc() if descending else column.asc()]
+    order: list[Any] = [column.desc() if descending else column.asc()]
     if sort != "id":
         order.append(Hobby.id.desc() if descending else Hobby.id.asc())
     rows = session.execute(

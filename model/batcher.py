@@ -123,7 +123,7 @@ class MicroBatcher:
             await self._run_batch(batch)
 
     def _take(self, limit: int) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
-        batch = []
+        batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
         while self._pending and len(batch) < limit:
             row, future = self._pending.popleft()
             if not future.cancelled():  # the caller went away (client disconnected)

@@ -21,7 +21,9 @@ from model.scoring import AXES, all_score_inputs
 model_cli = click.Group("model", help="Inspect, import and train recommendation model files.")
 
 
-def check_model(model_file: ModelFile, catalogue_names: Collection[str] | None = None) -> dict:
+def check_model(
+    model_file: ModelFile, catalogue_names: Collection[str] | None = None
+) -> dict[str, object]:
     """Run the model on every possible input; raise `ModelFileError` if it is unusable.
 
     The contract check only reads the signature; this proves the graph actually computes finite

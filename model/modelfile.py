@@ -203,7 +203,8 @@ def build_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray]], metadata: ModelMe
     model.ir_version = 8  # readable by every ONNX Runtime from 1.14 on
     helper.set_model_props(model, metadata.to_props())
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data
 
 
 def _first_line(exc: BaseException) -> str:

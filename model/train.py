@@ -82,7 +82,8 @@ class HobbyTable:
     def utilities(self) -> np.ndarray:
         """``affinity . z + base`` for all 256 inputs, [256, hobbies]."""
         z = (all_score_inputs().astype(np.float64) - 1.5) / 1.5
-        return z @ self.affinity.T + self.base
+        utilities: np.ndarray = z @ self.affinity.T + self.base
+        return utilities
 
     def targets(self) -> np.ndarray:
         return _softmax(TEMPERATURE * self.utilities())
@@ -274,7 +275,8 @@ def soft_targets(table: HobbyTable, feedback: Feedback | None = None) -> np.ndar
     scaled = counts / (1.0 + prior[:, :, None] * (factors - 1.0))  # [256, hobbies, 5]
     summed = prior * (scaled.sum(axis=(1, 2))[:, None] + (scaled * (factors - 1.0)).sum(axis=2))
     total = counts.sum(axis=(1, 2))[:, None]
-    return (TABLE_WEIGHT * prior + summed) / (TABLE_WEIGHT + total)
+    blended: np.ndarray = (TABLE_WEIGHT * prior + summed) / (TABLE_WEIGHT + total)
+    return blended
 
 
 def fit(
@@ -402,7 +404,8 @@ def _parse_row(row: object, where: str) -> tuple[int, list[tuple[str, int | None
 
 def _softmax(values: np.ndarray) -> np.ndarray:
     shifted = np.exp(values - values.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def _is_number(value: object) -> bool:

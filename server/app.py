@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 import server
 from db.catalog import (
     DEFAULT_CATALOG,
+    Catalog,
     active_catalog_id,
     catalog_is_empty,
     load_catalog,
@@ -69,7 +70,7 @@ async def build_services(settings: Settings) -> Services:
         max_overflow=settings.db_max_overflow,
     )
 
-    def read() -> object:
+    def read() -> Catalog:
         with db.read() as session:
             return read_catalog(session)
 
@@ -81,7 +82,7 @@ async def build_services(settings: Settings) -> Services:
         CatalogCache,
         read,
         active_id,
-        ImageUrls.from_setting(settings.image_base_url),  # type: ignore[arg-type]
+        ImageUrls.from_setting(settings.image_base_url),
     )
     store = LocalObjectStore(settings.objects_dir)
     engine = ModelEngine(settings.batch)
@@ -169,4 +170,4 @@ def _install_fault_handlers(app: FastAPI) -> None:
         )
 
     for kind in (OperationalError, InterfaceError, PoolTimeout):
-        app.add_exception_handler(kind, _database_down)  # type: ignore[arg-type]
+        app.add_exception_handler(kind, _database_down)

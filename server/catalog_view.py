@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 from db.catalog import Catalog, HobbyEntry, HobbyTypeEntry
 from server.images import ImageUrls
@@ -79,7 +80,7 @@ class CatalogView:
     def hobby_image(self, hobby_id: int) -> str:
         return self.images.hobby(self.catalog.hobbies[hobby_id].image_key)
 
-    def _hobby_fields(self, hobby: HobbyEntry) -> dict[str, object]:
+    def _hobby_fields(self, hobby: HobbyEntry) -> dict[str, Any]:
         return {
             "id": hobby.id,
             "original_name": hobby.key,

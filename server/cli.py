@@ -15,7 +15,9 @@ from model.cli import model_cli
 @click.group()
 def main() -> None:
     """Hollang: hobby recommendations from a 12-question personality test."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @main.command()
