@@ -42,6 +42,15 @@ class RegistryEntry:
     def to_json(self) -> dict[str, str]:
         return asdict(self)
 
+    def describe(self) -> dict[str, str]:
+        """camelCase, for the admin API."""
+        return {
+            "version": self.version,
+            "sha256": self.sha256,
+            "key": self.key,
+            "activatedAt": self.activated_at,
+        }
+
 
 @dataclass(frozen=True)
 class ActivePointer:

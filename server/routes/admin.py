@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 
 from model.engine import LoadedModel
 from model.modelfile import ModelFileError
@@ -16,16 +15,16 @@ from model.registry import RegistryError
 from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
 from server.routes.docs import ERRORS
-from server.schemas import Envelope
+from server.schemas import Camel, Envelope
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 ADMIN_ERRORS = {**ERRORS, 401: ERRORS[404], 413: ERRORS[400], 422: ERRORS[400]}
 
 
-class ModelStatus(BaseModel):
+class ModelStatus(Camel):
     active: dict[str, Any] | None
     pointer: dict[str, Any] | None
-    lastError: str | None
+    last_error: str | None
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:
@@ -67,10 +66,10 @@ async def _status(services: ServicesDep) -> ModelStatus:
         pointer=None
         if pointer is None
         else {
-            "active": pointer.active.to_json(),
-            "history": [entry.to_json() for entry in pointer.history],
+            "active": pointer.active.describe(),
+            "history": [entry.describe() for entry in pointer.history],
         },
-        lastError=services.models.last_error,
+        last_error=services.models.last_error,
     )
 
 
