@@ -72,7 +72,9 @@ class ModelService:
     # ---- lifecycle ----
 
     async def start(self) -> None:
-        """Install a model before serving; fall back to the initial file if the pointer fails."""
+        """Install a model before serving, falling back to the initial file if the pointer's
+        model fails. Never raises for a bad model: the service then starts without one,
+        `/health/ready` says why, and an admin upload (or a pointer move) can fix it live."""
         async with self._lock:
             try:
                 pointer = await asyncio.to_thread(self.registry.read_pointer)
@@ -82,14 +84,22 @@ class ModelService:
                 await self._install_from(pointer)
             except (ModelFileError, ObjectStoreError, RegistryError) as exc:
                 self.last_error = f"could not follow the active model pointer: {exc}"
-                log.error("%s; serving %s instead", self.last_error, self.initial_model)
-                if self.engine.model is None:
+                log.error("%s; trying %s instead", self.last_error, self.initial_model)
+                try:
                     file = await asyncio.to_thread(ModelFile.read, self.initial_model)
                     self.engine.swap(await self._validate(file))
+                except ModelFileError as fallback:
+                    self.last_error = f"{self.last_error}; initial model: {fallback}"
+                    log.error("starting without a model: %s", self.last_error)
 
     async def _publish_initial(self) -> None:
-        file = await asyncio.to_thread(ModelFile.read, self.initial_model)
-        model = await self._validate(file)
+        try:
+            file = await asyncio.to_thread(ModelFile.read, self.initial_model)
+            model = await self._validate(file)
+        except ModelFileError as exc:
+            self.last_error = f"initial model {self.initial_model} refused: {exc}"
+            log.error("starting without a model: %s", self.last_error)
+            return
         entry = await asyncio.to_thread(self.registry.publish, file)
         try:
             await asyncio.to_thread(self.registry.activate, entry, None)
@@ -154,6 +164,7 @@ class ModelService:
             await self._move_pointer(lambda pointer: self.registry.activate(entry, pointer))
             self.engine.swap(model)
             self._refused_sha = None
+            self.last_error = None
         log.info("model %s uploaded and activated", model.version)
         return model
 

@@ -30,7 +30,10 @@ def _checks(services: Services) -> dict[str, str]:
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready; the reason is reported
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    checks["model"] = "ok" if services.engine.model is not None else "no model loaded"
+    if services.engine.model is not None:
+        checks["model"] = "ok"
+    else:
+        checks["model"] = f"not loaded ({services.models.last_error or 'starting'})"
     checks["catalog"] = "ok" if services.catalog.catalog.hobby_by_key else "empty"
     if services.models.last_error:
         checks["modelRegistry"] = services.models.last_error

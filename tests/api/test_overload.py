@@ -37,12 +37,13 @@ def test_full_queue_answers_503_with_retry_after(small_queue_service: RunningSer
 
     results = asyncio.run(burst())
     statuses = sorted(status for status, _, _ in results)
-    # One batch in flight (size 1) and two queued are served; the other nine are refused.
-    assert statuses.count(200) == 3, statuses
+    # At most one batch in flight (size 1) plus two queued are served: whether the flush
+    # loop took the first row before the queue filled depends on arrival order.
+    assert statuses.count(200) in (2, 3), statuses
     refused = [(body, retry) for status, body, retry in results if status == 503]
-    assert len(refused) == 9
+    assert len(refused) == 12 - statuses.count(200)
     for body, retry in refused:
         assert body["code"] == "SERVICE_UNAVAILABLE"
         assert "overloaded" in body["message"]
         assert retry == "1"
-    assert engine.stats.rejected == 9
+    assert engine.stats.rejected == len(refused)
