@@ -2,10 +2,11 @@
 
 The batcher knows nothing about hobbies: it batches rows of a 2-D float32 array. One flush
 loop (an asyncio task) takes whatever is queued, up to `max_batch_size`, and runs it in the
-executor so inference never blocks the event loop. A lone request runs at once: we only
-wait (up to `max_queue_delay`) for a batch to fill when more than one caller is already
-queued, i.e. when there is evidence of concurrency. While one batch runs, the next
-accumulates, so under load batches grow by themselves without any waiting.
+executor so inference never blocks the event loop. A lone request runs at once. When more
+than one caller is queued (evidence of concurrency) the loop keeps gathering for as long as
+new callers keep arriving, bounded by `max_queue_delay`, and stops at the first moment
+nobody new came: it never waits idly. While one batch runs, the next accumulates, so under
+load batches grow by themselves.
 
 The queue is bounded: past `max_queue_size` waiting rows, `submit` raises `Overloaded`
 at once instead of letting latency grow without limit.
@@ -131,28 +132,26 @@ class MicroBatcher:
         return batch
 
     async def _fill(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
-        """Wait briefly for more rows, only because others are evidently arriving."""
+        """Gather more rows while callers keep arriving, for at most `max_queue_delay`.
+
+        Each round yields the event loop once, so requests that are already parsed and
+        about to submit join this batch. The first round that brings nobody ends the wait:
+        we never sit idle hoping for callers that are not coming.
+        """
         deadline = time.perf_counter() + self._settings.max_queue_delay
-        while len(batch) < self._settings.max_batch_size and not self._closing:
-            if self._pending:
-                batch.extend(self._take(self._settings.max_batch_size - len(batch)))
-                continue
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+        limit = self._settings.max_batch_size
+        while len(batch) < limit and not self._closing and time.perf_counter() < deadline:
+            await asyncio.sleep(0)
+            if not self._pending:
                 return
-            self._wakeup.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._wakeup.wait()
-            except TimeoutError:
-                return
+            batch.extend(self._take(limit - len(batch)))
 
     async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
         if not batch:
             return
-        inputs = np.stack([row for row, _ in batch])
         started = time.perf_counter()
         try:
+            inputs = np.stack([row for row, _ in batch])  # rows of another shape fail here
             loop = asyncio.get_running_loop()
             outputs = await loop.run_in_executor(self._executor, self._run, inputs)
             if len(outputs) != len(batch):

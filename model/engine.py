@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from model.batcher import BatchSettings, BatchStats, MicroBatcher
 from model.modelfile import INPUT_NAME, OUTPUT_NAME, ModelFile, ModelFileError, check_signature
-from model.scoring import all_score_inputs
+from model.scoring import AXES, all_score_inputs
 
 
 def session_options() -> ort.SessionOptions:
@@ -136,7 +136,10 @@ class ModelEngine:
         if active is None:
             raise NoModelLoaded("no model is loaded")
         model, batcher = active
-        logits = await batcher.submit(np.asarray(scores, dtype=np.float32))
+        row = np.asarray(scores, dtype=np.float32)
+        if row.shape != (len(AXES),):
+            raise ValueError(f"expected {len(AXES)} scores, got shape {row.shape}")
+        logits = await batcher.submit(row)
         return Prediction(logits=logits, model=model)
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:

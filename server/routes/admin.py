@@ -29,10 +29,12 @@ class ModelStatus(Camel):
 
 async def _read_upload(request: Request, limit: int) -> bytes:
     """The model file, as the raw body or as the `file` field of a multipart form."""
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    framing = 64 * 1024 if multipart else 0  # a form's boundaries and headers are not the file
+    if declared and declared.isdigit() and int(declared) > limit + framing:
         raise ApiError(413, f"The model file is larger than {limit} bytes.")
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if multipart:
         form = await request.form(max_files=1, max_fields=1, max_part_size=limit)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
