@@ -91,7 +91,11 @@ class Hobby(Timestamped, Base):
         MYSQL,
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    original_name: Mapped[str] = mapped_column(String(200))
+    # Binary collation on MySQL: the identity is the exact name, as in Python and SQLite,
+    # so renaming "K-POP" to "K-pop" is a rename, not a clash with itself.
+    original_name: Mapped[str] = mapped_column(
+        String(200, collation="utf8mb4_bin").with_variant(String(200), "sqlite")
+    )
     short_name: Mapped[str] = mapped_column(String(50))
     summary: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text)

@@ -217,25 +217,33 @@ HOBBY_SORTS = {
 
 
 @dataclass(frozen=True)
-class HobbyCount:
+class RankedHobby:
+    """A ranking row; names come from the same query, so a catalogue loaded a moment ago
+    (not yet in a worker's in-memory snapshot) cannot make the ranking fail."""
+
     hobby_id: int
+    short_name: str
+    image_key: str
     recommend_count: int
 
 
 def rank_hobbies(
     session: Session, *, page: int, size: int, sort: str, descending: bool
-) -> tuple[list[HobbyCount], int]:
+) -> tuple[list[RankedHobby], int]:
     """A page of active hobbies ordered by `sort`, ties broken by id so pages are stable."""
     column = HOBBY_SORTS[sort]
     order: list[Any] = [column.desc() if descending else column.asc()]
     if sort != "id":
         order.append(Hobby.id.desc() if descending else Hobby.id.asc())
     rows = session.execute(
-        select(Hobby.id, Hobby.recommend_count)
+        select(Hobby.id, Hobby.short_name, Hobby.image_key, Hobby.recommend_count)
         .where(Hobby.active.is_(True))
         .order_by(*order)
         .limit(size)
         .offset(page * size)
     ).all()
     total = session.scalar(select(func.count()).select_from(Hobby).where(Hobby.active.is_(True)))
-    return [HobbyCount(row.id, row.recommend_count) for row in rows], int(total or 0)
+    ranked = [
+        RankedHobby(row.id, row.short_name, row.image_key, row.recommend_count) for row in rows
+    ]
+    return ranked, int(total or 0)

@@ -9,7 +9,7 @@ catalogue changes (checked by a cheap poll of one id).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any
 
@@ -77,9 +77,6 @@ class CatalogView:
         fields.pop("content_url")
         return SharedHobbyOut(**fields, ranking=ranking)
 
-    def hobby_image(self, hobby_id: int) -> str:
-        return self.images.hobby(self.catalog.hobbies[hobby_id].image_key)
-
     def _hobby_fields(self, hobby: HobbyEntry) -> dict[str, Any]:
         return {
             "id": hobby.id,
@@ -140,6 +137,16 @@ class CatalogCache:
     @property
     def catalog(self) -> Catalog:
         return self.view.catalog
+
+    def covering(self, hobby_ids: Iterable[int], hobby_type_id: int) -> CatalogView:
+        """A view that knows these ids: rows written by a worker (or a `catalog load`) with a
+        newer catalogue than this worker's snapshot trigger a refresh instead of a failure."""
+        view = self.view
+        catalog = view.catalog
+        if hobby_type_id in catalog.hobby_types and all(i in catalog.hobbies for i in hobby_ids):
+            return view
+        self.refresh()
+        return self.view
 
     def refresh(self) -> bool:
         """Blocking (database); returns True when a new catalogue was installed."""

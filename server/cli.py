@@ -6,10 +6,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from model.cli import model_cli
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 
 @click.group()
@@ -73,7 +77,9 @@ def catalog() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def catalog_load(file: Path) -> None:
     """Load or update a catalogue from FILE (migrates first); it becomes the active one."""
-    from db.catalog import CatalogError, load_catalog
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.catalog import CatalogError, load_catalog, read_catalog
     from db.migrate import upgrade
     from db.session import Database
     from server.settings import Settings
@@ -85,13 +91,43 @@ def catalog_load(file: Path) -> None:
     try:
         with database.write() as session:
             result = load_catalog(session, file.read_bytes(), str(file))
+        with database.read() as session:
+            hobby_keys = read_catalog(session).hobby_keys
     except CatalogError as exc:
         click.echo(f"invalid catalogue: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        click.echo(f"catalogue not loaded, the database refused it: {reason}", err=True)
         sys.exit(1)
     finally:
         database.dispose()
     state = "loaded" if result.changed else "unchanged"
     click.echo(json.dumps({"catalog": result.version, "state": state, "changes": result.counts}))
+    _warn_if_model_mismatch(settings, hobby_keys)
+
+
+def _warn_if_model_mismatch(settings: Settings, hobby_keys: frozenset[str]) -> None:
+    """A catalogue without the active model's hobbies makes recommendations fail (503)
+    until a matching model is activated: say so, loudly, at the moment it happens."""
+    from model.registry import ModelRegistry
+    from storage.objectstore import LocalObjectStore
+
+    registry = ModelRegistry(LocalObjectStore(settings.objects_dir))
+    try:
+        pointer = registry.read_pointer()
+        labels = registry.fetch(pointer.active).metadata.labels if pointer else ()
+    except Exception as exc:  # a warning must never turn a good load into a failure
+        click.echo(f"warning: could not check the active model against it: {exc}", err=True)
+        return
+    missing = [label for label in labels if label not in hobby_keys]
+    if missing:
+        click.echo(
+            f"warning: the active model {pointer.active.version if pointer else ''} names "
+            f"{len(missing)} hobbies this catalogue does not have; recommendations will fail "
+            "(503) until a model trained for this catalogue is activated",
+            err=True,
+        )
 
 
 main.add_command(model_cli)

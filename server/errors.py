@@ -64,13 +64,14 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return path
 
 
+_MALFORMED = {"field": "", "message": "malformed JSON", "type": "json_invalid"}
+
+
 def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     errors = []
     for error in exc.errors():
         if error.get("type") == "json_invalid":
-            return "The request body is not valid JSON.", [
-                {"field": "", "message": "malformed JSON", "type": "json_invalid"}
-            ]
+            return "The request body is not valid JSON.", [_MALFORMED]
         message = str(error.get("msg", "invalid value"))
         message = message.removeprefix("Value error, ")
         errors.append(
@@ -99,6 +100,10 @@ def install_error_handlers(app: FastAPI) -> None:
             404: "No such resource.",
             405: "This method is not allowed on this resource.",
         }
+        if exc.status_code == HTTPStatus.BAD_REQUEST:
+            # FastAPI's own body-parsing failure (not UTF-8, nested too deeply, ...).
+            message, errors = "The request body is not valid JSON.", [_MALFORMED]
+            return error_response(exc.status_code, message, errors)
         message = messages.get(exc.status_code, str(exc.detail))
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 

@@ -15,6 +15,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, fiel
 from pydantic.alias_generators import to_camel
 
 NAME_MAX = 5
+# Letters that render as nothing (Hangul fillers, a common trick for a "blank" Korean
+# nickname) and combining grapheme joiners; format characters (Cf) are caught by category.
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u034f\u17b4\u17b5")
 SATISFACTION_MIN, SATISFACTION_MAX = 1, 5
 QUESTIONS = 12
 
@@ -42,7 +45,7 @@ class UserIn(Camel):
             raise ValueError("name must not be empty or only whitespace")
         if len(name) > NAME_MAX:
             raise ValueError(f"name must be at most {NAME_MAX} characters")
-        if any(unicodedata.category(char)[0] == "C" for char in name):
+        if any(unicodedata.category(char)[0] == "C" or char in INVISIBLE for char in name):
             raise ValueError("name must not contain control or invisible characters")
         return name
 
@@ -244,6 +247,7 @@ class PredictedHobbyOut(Camel):
     key: str
     id: int | None
     short_name: str | None
+    name: str | None
     score: float
     ranking: int
 

@@ -39,14 +39,14 @@ def list_hobbies(
     field, descending = parse_sort(sort)
     with services.db.read() as session:
         rows, total = rank_hobbies(session, page=page, size=size, sort=field, descending=descending)
-    view = services.catalog.view
+    images = services.catalog.view.images
     hobbies = [
         RankedHobbyOut(
             id=row.hobby_id,
-            short_name=view.catalog.hobbies[row.hobby_id].short_name,
-            name=view.catalog.hobbies[row.hobby_id].short_name,
+            short_name=row.short_name,
+            name=row.short_name,
             recommend_count=row.recommend_count,
-            image_url=view.hobby_image(row.hobby_id),
+            image_url=images.hobby(row.image_key),
         )
         for row in rows
     ]

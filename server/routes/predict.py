@@ -26,6 +26,7 @@ async def predict(body: AnswersIn, services: ServicesDep) -> Envelope[Prediction
                 key=labels[index],
                 id=hobby.id if hobby else None,
                 short_name=hobby.short_name if hobby else None,
+                name=hobby.short_name if hobby else None,
                 score=float(prediction.logits[index]),
                 ranking=ranking,
             )

@@ -48,7 +48,7 @@ def get_recommendation(
     recommendation_id: RecommendationId, services: ServicesDep
 ) -> Envelope[RecommendationData]:
     stored = _load(services, recommendation_id)
-    view = services.catalog.view
+    view = services.catalog.covering([h.hobby_id for h in stored.hobbies], stored.hobby_type_id)
     score_e, score_n, score_f, score_j = stored.scores
     out = RecommendationOut(
         id=stored.id,
@@ -75,7 +75,7 @@ def get_shared_recommendation(
 ) -> Envelope[SharedRecommendationData]:
     """The public view: no survey state, no fit types, no content links."""
     stored = _load(services, recommendation_id)
-    view = services.catalog.view
+    view = services.catalog.covering([h.hobby_id for h in stored.hobbies], stored.hobby_type_id)
     out = SharedRecommendationOut(
         id=stored.id,
         user=UserOut(id=stored.user_id, name=stored.user_name),

@@ -38,7 +38,13 @@ def upgrade() -> None:
     op.create_table(
         "hobby",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("original_name", sa.String(length=200), nullable=False),
+        sa.Column(
+            "original_name",
+            sa.String(length=200, collation="utf8mb4_bin").with_variant(
+                sa.String(length=200), "sqlite"
+            ),
+            nullable=False,
+        ),
         sa.Column("short_name", sa.String(length=50), nullable=False),
         sa.Column("summary", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
