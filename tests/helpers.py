@@ -23,9 +23,18 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from db.models import (
+    Hobby,
+    Recommendation,
+    RecommendationHobby,
+    Survey,
+    TestResponse,
+    TestResponseDetail,
+    User,
+)
 from db.session import Database
 from server.app import create_app, prepare_database
 from server.settings import Settings
@@ -197,3 +206,17 @@ def serve_process(
             process.kill()
             process.wait()
         log.close()
+
+
+def stored_counts(service: RunningService) -> dict[str, int]:
+    """Row counts of every table a request could write, and the sum of recommend counts."""
+    tables = (User, TestResponse, TestResponseDetail, Recommendation, RecommendationHobby, Survey)
+    queries = {table.__tablename__: select(func.count()).select_from(table) for table in tables}
+    queries["surveyed_links"] = (
+        select(func.count())
+        .select_from(RecommendationHobby)
+        .where(RecommendationHobby.survey_id.is_not(None))
+    )
+    queries["recommend_count_sum"] = select(func.coalesce(func.sum(Hobby.recommend_count), 0))
+    with service.db.read() as session:
+        return {name: int(session.scalar(query) or 0) for name, query in queries.items()}

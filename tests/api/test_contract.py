@@ -31,12 +31,11 @@ from db.models import (
     TestResponseDetail,
     User,
 )
-from tests.helpers import RunningService, answers_for, submission
+from tests.helpers import RunningService, answers_for, stored_counts, submission
 
 CATALOG = json.loads(DEFAULT_CATALOG.read_text(encoding="utf-8"))
 TYPES_BY_MBTI = {t["mbtiType"]: t for t in CATALOG["hobbyTypes"]}
 HOBBIES_BY_KEY = {h["originalName"]: h for h in CATALOG["hobbies"]}
-ALL_TABLES = (User, TestResponse, TestResponseDetail, Recommendation, RecommendationHobby, Survey)
 
 
 def ok(response: httpx.Response) -> Any:
@@ -59,18 +58,6 @@ def mbti(scores: tuple[int, int, int, int]) -> str:
 
 def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def count_rows(service: RunningService) -> dict[str, int]:
-    with service.db.read() as session:
-        counts = {
-            table.__tablename__: session.scalar(select(func.count()).select_from(table))
-            for table in ALL_TABLES
-        }
-        counts["recommend_count_sum"] = session.scalar(
-            select(func.coalesce(func.sum(Hobby.recommend_count), 0))
-        )
-    return counts  # type: ignore[return-value]
 
 
 def api_count(client: httpx.Client) -> int:
@@ -181,9 +168,9 @@ def test_one_submission_stores_exactly_its_rows(
     scores = (1, 3, 0, 2)
     details = answers_for(scores)
     random.Random(7).shuffle(details)
-    before = count_rows(service)
+    before = stored_counts(service)
     data = submit(client, {"user": {"name": "저장"}, "testResponseDetails": details})
-    after = count_rows(service)
+    after = stored_counts(service)
     assert {k: after[k] - before[k] for k in after} == {
         "user": 1,
         "test_response": 1,
@@ -191,6 +178,7 @@ def test_one_submission_stores_exactly_its_rows(
         "recommendation": 1,
         "recommendation_hobby": 3,
         "survey": 0,
+        "surveyed_links": 0,
         "recommend_count_sum": 3,
     }
     user_id, recommendation_id = data["user"]["id"], data["recommendation"]["id"]
@@ -422,7 +410,7 @@ def test_hobbies_page_shape(service: RunningService, client: httpx.Client) -> No
 
 def test_predict_shape_and_it_stores_nothing(service: RunningService, client: httpx.Client) -> None:
     scores = (3, 1, 2, 0)
-    rows_before = count_rows(service)
+    rows_before = stored_counts(service)
     count_before = api_count(client)
     data = ok(client.post("/predict", json={"testResponseDetails": answers_for(scores)}))
     assert set(data) >= {"scores", "mbtiType", "hobbies", "modelVersion"}
@@ -442,7 +430,7 @@ def test_predict_shape_and_it_stores_nothing(service: RunningService, client: ht
         assert set(hobby) >= {"key", "id", "shortName", "score", "ranking"}
         assert hobby["id"] == ids[hobby["key"]]
         assert hobby["shortName"] == HOBBIES_BY_KEY[hobby["key"]]["shortName"]
-    assert count_rows(service) == rows_before
+    assert stored_counts(service) == rows_before
     assert api_count(client) == count_before
 
 

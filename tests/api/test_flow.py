@@ -13,22 +13,9 @@ from db.models import (
     Recommendation,
     RecommendationHobby,
     Survey,
-    TestResponse,
-    TestResponseDetail,
     User,
 )
-from tests.helpers import RunningService, submission
-
-
-def row_counts(service: RunningService) -> dict[str, int]:
-    tables = (User, TestResponse, TestResponseDetail, Recommendation, RecommendationHobby, Survey)
-    with service.db.read() as session:
-        counts = {
-            table.__tablename__: session.scalar(select(func.count()).select_from(table))
-            for table in tables
-        }
-        counts["recommend_count_total"] = session.scalar(select(func.sum(Hobby.recommend_count)))
-    return counts  # type: ignore[return-value]
+from tests.helpers import RunningService, stored_counts, submission
 
 
 def test_take_read_share_survey_rank(service: RunningService) -> None:
@@ -94,7 +81,7 @@ def test_take_read_share_survey_rank(service: RunningService) -> None:
 
 
 def test_fifty_concurrent_submissions_lose_no_increment(service: RunningService) -> None:
-    before = row_counts(service)
+    before = stored_counts(service)
 
     async def submit_all() -> list[int]:
         async with service.async_client() as client:
@@ -109,8 +96,8 @@ def test_fifty_concurrent_submissions_lose_no_increment(service: RunningService)
 
     statuses = asyncio.run(submit_all())
     assert statuses == [200] * 50
-    after = row_counts(service)
-    assert after["recommend_count_total"] - before["recommend_count_total"] == 150
+    after = stored_counts(service)
+    assert after["recommend_count_sum"] - before["recommend_count_sum"] == 150
     assert after["test_response"] - before["test_response"] == 50
     assert after["test_response_detail"] - before["test_response_detail"] == 600
     assert after["recommendation_hobby"] - before["recommendation_hobby"] == 150
@@ -157,7 +144,7 @@ def failing_last_insert(service: RunningService) -> Iterator[None]:
 def test_failure_midway_leaves_no_partial_rows(
     service: RunningService, failing_last_insert: None
 ) -> None:
-    before = row_counts(service)
+    before = stored_counts(service)
     with service.client() as client:
         failed = client.post("/test-responses", json=submission(POISON))
         ok = client.post("/test-responses", json=submission("정상"))
@@ -166,14 +153,14 @@ def test_failure_midway_leaves_no_partial_rows(
     assert set(body) == {"code", "message"}
     assert "injected" not in body["message"] and "INSERT" not in failed.text
     assert ok.status_code == 200
-    after = row_counts(service)
+    after = stored_counts(service)
     # Only the healthy submission's rows exist: the failed one left nothing behind,
     # not even its user, details or the recommend_count increments done before the fault.
     assert after["user"] - before["user"] == 1
     assert after["test_response"] - before["test_response"] == 1
     assert after["test_response_detail"] - before["test_response_detail"] == 12
     assert after["recommendation"] - before["recommendation"] == 1
-    assert after["recommend_count_total"] - before["recommend_count_total"] == 3
+    assert after["recommend_count_sum"] - before["recommend_count_sum"] == 3
     with service.db.read() as session:
         assert (
             session.scalar(select(func.count()).select_from(User).where(User.name == POISON)) == 0

@@ -13,18 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from db.models import (
     Hobby,
-    Recommendation,
-    RecommendationHobby,
-    Survey,
-    TestResponse,
-    TestResponseDetail,
-    User,
 )
-from tests.helpers import RunningService, answers_for, submission
+from tests.helpers import RunningService, answers_for, stored_counts, submission
 
 LEAKS = ("Traceback", "sqlalchemy", "SELECT", "pymysql", "sqlite3")
 
@@ -62,20 +56,6 @@ def fields(errors: list[dict[str, Any]]) -> set[str]:
 def client(service: RunningService) -> Iterator[httpx.Client]:
     with service.client() as http:
         yield http
-
-
-def stored_counts(service: RunningService) -> dict[str, int]:
-    """Row counts of every table a request could write, and the sum of recommend counts."""
-    tables = (User, TestResponse, TestResponseDetail, Recommendation, RecommendationHobby, Survey)
-    queries = {table.__tablename__: select(func.count()).select_from(table) for table in tables}
-    queries["surveyed_links"] = (
-        select(func.count())
-        .select_from(RecommendationHobby)
-        .where(RecommendationHobby.survey_id.is_not(None))
-    )
-    queries["recommend_count_sum"] = select(func.coalesce(func.sum(Hobby.recommend_count), 0))
-    with service.db.read() as session:
-        return {name: int(session.scalar(query) or 0) for name, query in queries.items()}
 
 
 @pytest.fixture
