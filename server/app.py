@@ -23,7 +23,7 @@ from db.catalog import (
     load_catalog,
     read_catalog,
 )
-from db.migrate import upgrade
+from db.migrate import is_current, upgrade
 from db.session import Database
 from model.batcher import Overloaded
 from model.engine import ModelEngine, NoModelLoaded
@@ -69,6 +69,12 @@ async def build_services(settings: Settings) -> Services:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
     )
+    if not await asyncio.to_thread(is_current, db.engine):
+        db.dispose()
+        raise RuntimeError(
+            "the database schema is not at the newest migration: run `hollang db upgrade` "
+            "(or start without --no-migrate)"
+        )
 
     def read() -> Catalog:
         with db.read() as session:

@@ -80,7 +80,29 @@ async def get_model(services: ServicesDep) -> Envelope[ModelStatus]:
     return Envelope(message="The active model and its history.", data=await _status(services))
 
 
-@router.post("/model", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/model",
+    response_model=Envelope[ModelStatus],
+    responses=ADMIN_ERRORS,
+    openapi_extra=UPLOAD_BODY,
+)
 async def upload_model(request: Request, services: ServicesDep) -> Envelope[ModelStatus]:
     """Upload a model file (raw body or multipart field `file`); it serves only once valid."""
     data = await _read_upload(request, services.settings.max_model_bytes)

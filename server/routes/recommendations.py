@@ -28,7 +28,7 @@ from server.schemas import (
 )
 
 router = APIRouter(tags=["recommendations"])
-RecommendationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+RecommendationId = Annotated[int, Path(alias="id", ge=1, le=2**63 - 1)]
 
 
 def _load(services: Services, recommendation_id: int) -> StoredRecommendation:
@@ -40,7 +40,7 @@ def _load(services: Services, recommendation_id: int) -> StoredRecommendation:
 
 
 @router.get(
-    "/recommendations/{recommendation_id}",
+    "/recommendations/{id}",
     response_model=Envelope[RecommendationData],
     responses=ERRORS,
 )
@@ -66,7 +66,7 @@ def get_recommendation(
 
 
 @router.get(
-    "/recommendations/{recommendation_id}/shares",
+    "/recommendations/{id}/shares",
     response_model=Envelope[SharedRecommendationData],
     responses=ERRORS,
 )
@@ -89,7 +89,7 @@ def get_shared_recommendation(
 
 
 @router.post(
-    "/recommendations/{recommendation_id}/surveys",
+    "/recommendations/{id}/surveys",
     response_model=Envelope[None],
     responses=ERRORS,
 )
