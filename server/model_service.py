@@ -55,8 +55,14 @@ class ModelService:
         self._catalog = catalog
         self._lock = asyncio.Lock()
         self._refused_sha: str | None = None
-        self.last_error: str | None = None
+        self.model_error: str | None = None  # a model this worker refused or could not load
+        self.pointer_error: str | None = None  # the registry could not be read
         self.last_poll_ok: float | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        """What operators should know about, shown in /info and /health/ready."""
+        return self.pointer_error or self.model_error
 
     # ---- serving ----
 
@@ -76,6 +82,7 @@ class ModelService:
         model fails. Never raises for a bad model: the service then starts without one,
         `/health/ready` says why, and an admin upload (or a pointer move) can fix it live."""
         async with self._lock:
+            pointer: ActivePointer | None = None
             try:
                 pointer = await asyncio.to_thread(self.registry.read_pointer)
                 if pointer is None:
@@ -83,22 +90,24 @@ class ModelService:
                     return
                 await self._install_from(pointer)
             except (ModelFileError, ObjectStoreError, RegistryError) as exc:
-                self.last_error = f"could not follow the active model pointer: {exc}"
-                log.error("%s; trying %s instead", self.last_error, self.initial_model)
+                if pointer is not None:
+                    self._refused_sha = pointer.active.sha256
+                self.model_error = f"could not follow the active model pointer: {exc}"
+                log.error("%s; trying %s instead", self.model_error, self.initial_model)
                 try:
                     file = await asyncio.to_thread(ModelFile.read, self.initial_model)
                     self.engine.swap(await self._validate(file))
                 except ModelFileError as fallback:
-                    self.last_error = f"{self.last_error}; initial model: {fallback}"
-                    log.error("starting without a model: %s", self.last_error)
+                    self.model_error = f"{self.model_error}; initial model: {fallback}"
+                    log.error("starting without a model: %s", self.model_error)
 
     async def _publish_initial(self) -> None:
         try:
             file = await asyncio.to_thread(ModelFile.read, self.initial_model)
             model = await self._validate(file)
         except ModelFileError as exc:
-            self.last_error = f"initial model {self.initial_model} refused: {exc}"
-            log.error("starting without a model: %s", self.last_error)
+            self.model_error = f"initial model {self.initial_model} refused: {exc}"
+            log.error("starting without a model: %s", self.model_error)
             return
         entry = await asyncio.to_thread(self.registry.publish, file)
         try:
@@ -126,24 +135,29 @@ class ModelService:
         """One poll: swap if the pointer moved to a model this worker does not run."""
         try:
             pointer = await asyncio.to_thread(self.registry.read_pointer)
-            self.last_poll_ok = time.time()
         except ObjectStoreError as exc:
-            self.last_error = f"cannot read the active model pointer: {exc}"
-            log.warning("%s; keeping model %s", self.last_error, self.version)
+            self.pointer_error = f"cannot read the active model pointer: {exc}"
+            log.warning("%s; keeping model %s", self.pointer_error, self.version)
             return
+        self.pointer_error = None
+        self.last_poll_ok = time.time()
         current = self.engine.model
         if pointer is None or (current and pointer.active.sha256 == current.file.sha256):
+            # Nothing to install. A past refusal stops mattering once the pointer has moved
+            # away from the refused model (a refused pointer target stays reported).
+            if current and (pointer is None or pointer.active.sha256 != self._refused_sha):
+                self.model_error = None
             return
         if pointer.active.sha256 == self._refused_sha:
             return
         async with self._lock:
             try:
                 await self._install_from(pointer)
-                self.last_error = None
+                self.model_error = None
             except (ModelFileError, ObjectStoreError, RegistryError) as exc:
                 self._refused_sha = pointer.active.sha256
-                self.last_error = f"refused model {pointer.active.version}: {exc}"
-                log.error("%s; keeping model %s", self.last_error, self.version)
+                self.model_error = f"refused model {pointer.active.version}: {exc}"
+                log.error("%s; keeping model %s", self.model_error, self.version)
 
     async def poll_forever(self, interval: float) -> None:
         while True:
@@ -164,7 +178,7 @@ class ModelService:
             await self._move_pointer(lambda pointer: self.registry.activate(entry, pointer))
             self.engine.swap(model)
             self._refused_sha = None
-            self.last_error = None
+            self.model_error = None
         log.info("model %s uploaded and activated", model.version)
         return model
 
@@ -177,8 +191,13 @@ class ModelService:
             target = self.registry.previous(pointer)
             file = await asyncio.to_thread(self.registry.fetch, target)
             model = await self._validate(file)
-            await asyncio.to_thread(self.registry.activate, target, pointer)
+            try:
+                await asyncio.to_thread(self.registry.activate, target, pointer)
+            except PreconditionFailed:
+                raise RegistryError("the active model changed meanwhile; try again") from None
             self.engine.swap(model)
+            self._refused_sha = None
+            self.model_error = None
         log.info("rolled back to model %s", model.version)
         return model
 

@@ -16,6 +16,7 @@ from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
 from server.routes.docs import ERRORS
 from server.schemas import Camel, Envelope
+from storage.objectstore import ObjectStoreError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 ADMIN_ERRORS = {**ERRORS, 401: ERRORS[404], 413: ERRORS[400], 422: ERRORS[400]}
@@ -110,6 +111,8 @@ async def upload_model(request: Request, services: ServicesDep) -> Envelope[Mode
         model = await services.models.upload(data)
     except (ModelFileError, RegistryError) as exc:
         raise ApiError(422, f"Model rejected: {exc}") from None
+    except ObjectStoreError as exc:
+        raise ApiError(503, f"The model store is unavailable: {exc}") from None
     return Envelope(message=f"Model {model.version} is active.", data=await _status(services))
 
 
@@ -119,4 +122,6 @@ async def rollback_model(services: ServicesDep) -> Envelope[ModelStatus]:
         model = await services.models.rollback()
     except (ModelFileError, RegistryError) as exc:
         raise ApiError(409, f"Cannot roll back: {exc}") from None
+    except ObjectStoreError as exc:
+        raise ApiError(503, f"The model store is unavailable: {exc}") from None
     return Envelope(message=f"Rolled back to model {model.version}.", data=await _status(services))

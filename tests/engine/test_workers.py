@@ -8,6 +8,7 @@ Each /info call goes over a fresh connection, so the kernel hands it to either w
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -48,12 +49,18 @@ def ask(client: httpx.Client) -> tuple[int, str]:
     return int(data["pid"]), str(data["model"]["version"])
 
 
+def ask_many(client: httpx.Client, count: int = 8) -> list[tuple[int, str]]:
+    """`count` requests at once: an idle worker tends to win every sequential accept, while
+    concurrent connections reach both."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: ask(client), range(count)))
+
+
 def find_workers(client: httpx.Client) -> dict[int, str]:
     """Ask until both workers have answered; pid -> the version it reported."""
     seen: dict[int, str] = {}
-    for _ in range(FIND_TRIES):
-        pid, version = ask(client)
-        seen[pid] = version
+    for _ in range(FIND_TRIES // 8):
+        seen.update(ask_many(client))
         if len(seen) == WORKERS:
             return seen
     raise AssertionError(f"only {len(seen)} worker(s) answered in {FIND_TRIES} requests: {seen}")
@@ -64,9 +71,9 @@ def wait_until_all_serve(client: httpx.Client, pids: set[int], version: str) -> 
     started = time.monotonic()
     latest: dict[int, str] = {}
     while time.monotonic() - started < REACH_SECONDS:
-        pid, reported = ask(client)
-        assert pid in pids, f"an unknown worker {pid} answered (a worker restarted?)"
-        latest[pid] = reported
+        for pid, reported in ask_many(client):
+            assert pid in pids, f"an unknown worker {pid} answered (a worker restarted?)"
+            latest[pid] = reported
         if len(latest) == len(pids) and set(latest.values()) == {version}:
             return time.monotonic() - started
         time.sleep(0.02)
