@@ -32,6 +32,7 @@ from server.catalog_view import CatalogCache
 from server.deps import Services
 from server.errors import error_response, install_error_handlers
 from server.images import ImageUrls
+from server.logs import configure_logging
 from server.model_service import ModelService
 from server.routes import admin, health, hobbies, predict, recommendations, test_responses, tests
 from server.settings import Settings
@@ -108,6 +109,7 @@ async def build_services(settings: Settings) -> Services:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    configure_logging()
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from model.cli import model_cli
+from server.logs import configure_logging
 
 if TYPE_CHECKING:
     from server.settings import Settings
@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 @click.group()
 def main() -> None:
     """Hollang: hobby recommendations from a 12-question personality test."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
 
 
 @main.command()
