@@ -30,7 +30,11 @@ def test_full_queue_answers_503_with_retry_after(small_queue_service: RunningSer
         async with small_queue_service.async_client() as client:
             body = {"testResponseDetails": answers_for((1, 2, 3, 0))}
             tasks = [asyncio.create_task(client.post("/predict", json=body)) for _ in range(12)]
-            await asyncio.sleep(1.0)  # every request has reached the queue or been refused
+            # Wait (bounded) until every request is queued, in flight or refused.
+            async with asyncio.timeout(20):
+                while engine.stats.rejected + engine.queue_depth < 11:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
             release.set()
             responses = await asyncio.gather(*tasks)
         return [(r.status_code, r.json(), r.headers.get("retry-after")) for r in responses]
