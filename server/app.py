@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -55,11 +55,12 @@ def prepare_database(settings: Settings) -> None:
         db.dispose()
 
 
-async def _every(interval: float, work: object, what: str) -> None:
+async def _every(interval: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `work` every `interval` seconds; a failed round is logged and never ends the loop."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(work)  # type: ignore[arg-type]
+            await work()
         except Exception:
             log.warning("%s failed", what, exc_info=True)
 
@@ -91,11 +92,9 @@ async def build_services(settings: Settings) -> Services:
         active_id,
         ImageUrls.from_setting(settings.image_base_url),
     )
-    store = LocalObjectStore(settings.objects_dir)
     engine = ModelEngine(settings.batch)
-    models = ModelService(
-        engine, ModelRegistry(store), settings.resolved_model_path, lambda: catalog.catalog
-    )
+    registry = ModelRegistry(LocalObjectStore(settings.objects_dir))
+    models = ModelService(engine, registry, settings.resolved_model_path, lambda: catalog.catalog)
     await models.start()
     return Services(
         settings=settings,
@@ -103,7 +102,6 @@ async def build_services(settings: Settings) -> Services:
         catalog=catalog,
         engine=engine,
         models=models,
-        store=store,
         started_at=time.time(),
     )
 
@@ -117,10 +115,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = await build_services(settings)
         app.state.services = services
         tasks = [
-            asyncio.create_task(services.models.poll_forever(settings.model_poll_interval)),
+            asyncio.create_task(
+                _every(settings.model_poll_interval, services.models.follow, "model pointer poll")
+            ),
             asyncio.create_task(
                 _every(
-                    settings.catalog_poll_interval, services.catalog.refresh, "catalogue refresh"
+                    settings.catalog_poll_interval,
+                    lambda: asyncio.to_thread(services.catalog.refresh),
+                    "catalogue refresh",
                 )
             ),
         ]

@@ -15,7 +15,6 @@ from server.catalog_view import CatalogCache
 from server.errors import ApiError
 from server.model_service import ModelService
 from server.settings import Settings
-from storage.objectstore import ObjectStore
 
 
 @dataclass
@@ -27,7 +26,6 @@ class Services:
     catalog: CatalogCache
     engine: ModelEngine
     models: ModelService
-    store: ObjectStore
     started_at: float = field(default=0.0)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ class Recommendation:
     mbti_type: str
     prediction: Prediction
     hobby_keys: tuple[str, ...]  # every known hobby, best first
+    catalog: Catalog  # the snapshot the keys were resolved against; use it, not a newer one
 
     @property
     def model_version(self) -> str:
@@ -57,7 +57,6 @@ class ModelService:
         self._refused_sha: str | None = None
         self.model_error: str | None = None  # a model this worker refused or could not load
         self.pointer_error: str | None = None  # the registry could not be read
-        self.last_poll_ok: float | None = None
 
     @property
     def last_error(self) -> str | None:
@@ -69,11 +68,11 @@ class ModelService:
     async def recommend(self, answers: Mapping[int, int]) -> Recommendation:
         scores = scores_from_answers(answers)
         prediction = await self.engine.predict(scores)
-        known = self._catalog().hobby_by_key
+        catalog = self._catalog()
         labels = prediction.model.labels
         # A hobby retired by a newer catalogue is skipped, so the next best one is shown.
-        keys = tuple(labels[i] for i in prediction.ranking if labels[i] in known)
-        return Recommendation(scores, mbti_from_scores(scores), prediction, keys)
+        keys = tuple(labels[i] for i in prediction.ranking if labels[i] in catalog.hobby_by_key)
+        return Recommendation(scores, mbti_from_scores(scores), prediction, keys, catalog)
 
     # ---- lifecycle ----
 
@@ -140,7 +139,6 @@ class ModelService:
             log.warning("%s; keeping model %s", self.pointer_error, self.version)
             return
         self.pointer_error = None
-        self.last_poll_ok = time.time()
         current = self.engine.model
         if pointer is None or (current and pointer.active.sha256 == current.file.sha256):
             # Nothing to install. A past refusal stops mattering once the pointer has moved
@@ -158,14 +156,6 @@ class ModelService:
                 self._refused_sha = pointer.active.sha256
                 self.model_error = f"refused model {pointer.active.version}: {exc}"
                 log.error("%s; keeping model %s", self.model_error, self.version)
-
-    async def poll_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.follow()
-            except Exception:  # a poll must never kill the loop
-                log.exception("model pointer poll failed")
 
     # ---- administration ----
 

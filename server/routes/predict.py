@@ -15,7 +15,7 @@ router = APIRouter(tags=["model"])
 async def predict(body: AnswersIn, services: ServicesDep) -> Envelope[PredictionOut]:
     """Every output of the model in rank order, with hobby ids where the catalogue has them."""
     result = await services.models.recommend(body.answers())
-    catalog = services.catalog.catalog
+    catalog = result.catalog
     prediction = result.prediction
     labels = prediction.model.labels
     hobbies = []

@@ -30,7 +30,7 @@ async def create_test_response(
     """Score the answers, run the model in-process, store everything in one transaction."""
     answers = body.answers()
     recommendation = await services.models.recommend(answers)
-    catalog = services.catalog.catalog
+    catalog = recommendation.catalog
     keys = recommendation.hobby_keys[:RECOMMENDED]
     hobby_type = catalog.type_by_mbti.get(recommendation.mbti_type)
     if len(keys) < RECOMMENDED or hobby_type is None:
