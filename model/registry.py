@@ -24,6 +24,7 @@ from model.modelfile import ModelFile, ModelFileError
 from storage.objectstore import ObjectNotFound, ObjectStore, PreconditionFailed
 
 POINTER_KEY = "models/active.json"
+VERSIONS_PREFIX = "models/versions/"
 HISTORY_LENGTH = 20
 _SAFE_VERSION = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -98,6 +99,16 @@ class ModelRegistry:
             raise RegistryError(f"no published model has version {version!r}") from None
         return RegistryEntry(version=data["version"], sha256=data["sha256"], key=data["key"])
 
+    def versions(self) -> list[RegistryEntry]:
+        """Every published version (one small manifest each), in key order."""
+        entries = []
+        for key in self.store.list(VERSIONS_PREFIX):
+            data = json.loads(self.store.get(key).data)
+            entries.append(
+                RegistryEntry(version=data["version"], sha256=data["sha256"], key=data["key"])
+            )
+        return entries
+
     def fetch(self, entry: RegistryEntry) -> ModelFile:
         """Read a model file back, refusing one whose bytes no longer match its address."""
         data = self.store.get(entry.key).data
@@ -158,4 +169,4 @@ def _model_key(sha256: str) -> str:
 
 def _version_key(version: str) -> str:
     digest = hashlib.sha256(version.encode()).hexdigest()[:8]
-    return f"models/versions/{_SAFE_VERSION.sub('_', version)}-{digest}.json"
+    return f"{VERSIONS_PREFIX}{_SAFE_VERSION.sub('_', version)}-{digest}.json"

@@ -1,15 +1,48 @@
-"""Image URLs, built under the original CDN's key layout so first-generation clients (which
-read the MBTI code from the position of letters in `hobbyType.imageUrl`) keep working:
-``images/hobby_type/{MBTI}.png`` (and ``.gif`` for the animated one),
+"""Image URLs and image objects, under the original CDN's key layout so first-generation
+clients (which read the MBTI code from the position of letters in `hobbyType.imageUrl`) keep
+working: ``images/hobby_type/{MBTI}.png`` (and ``.gif`` for the animated one),
 ``images/hobby/{key}.png``, ``images/question/question{n}.JPG``.
 
 With `HOLLANG_IMAGE_BASE_URL` set (a CDN), URLs are absolute under it; unset, they are
-paths on this service.
+paths on this service, which streams the object (local folder) or redirects to a presigned
+URL (S3). URLs never depend on whether the object exists, so a missing image is a 404 for
+that image and never breaks a JSON response.
+
+Uploads are checked against the layout (a name the URLs can point at) and by their first
+bytes: the extension's format must be what the file really is. The three formats the
+layout uses are told apart by their fixed signatures (PNG, GIF87a/89a, JPEG SOI), so no
+decoder is needed to refuse a renamed or non-image file.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+from storage.objectstore import ObjectStore
+
+PREFIX = "images"
+# Keys are stable but an image may be replaced by a new upload: a day, not "immutable".
+CACHE_CONTROL = "public, max-age=86400"
+_NAMES = {
+    "hobby": re.compile(r"[A-Za-z0-9._-]{1,100}\.png"),
+    "hobby_type": re.compile(r"[EI][NS][FT][JP]\.(png|gif)"),
+    "question": re.compile(r"question[0-9]{1,3}\.JPG"),
+}
+_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg"}
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+)
+KINDS = tuple(_NAMES)
+
+
+class ImageError(ValueError):
+    """An image that cannot be stored: unknown name, too large, or not what it claims."""
 
 
 @dataclass(frozen=True)
@@ -31,3 +64,61 @@ class ImageUrls:
 
     def question(self, number: int) -> str:
         return f"{self.base}/images/question/question{number}.JPG"
+
+
+def image_key(kind: str, name: str) -> str:
+    """The object key of `kind`/`name`; `ImageError` unless the URL layout can name it."""
+    pattern = _NAMES.get(kind)
+    if pattern is None or not pattern.fullmatch(name):
+        raise ImageError(f"{kind}/{name} is not an image name of the layout ({layout()})")
+    return f"{PREFIX}/{kind}/{name}"
+
+
+def layout() -> str:
+    return "hobby/<imageKey>.png, hobby_type/<MBTI>.png|.gif, question/question<n>.JPG"
+
+
+def content_type_of(key: str) -> str:
+    return _TYPES[Path(key).suffix.lower()]
+
+
+def sniff(data: bytes) -> str | None:
+    """The image type the bytes really are, or None."""
+    for signature, content_type in _SIGNATURES:
+        if data.startswith(signature):
+            return content_type
+    return None
+
+
+def check_image(key: str, data: bytes, limit: int) -> str:
+    """The Content-Type to store `data` with; `ImageError` if it must not be stored."""
+    if len(data) > limit:
+        raise ImageError(f"{key} is larger than {limit} bytes")
+    expected = content_type_of(key)
+    actual = sniff(data)
+    if actual != expected:
+        found = actual or "not an image"
+        raise ImageError(f"{key} must be {expected}, but the file is {found}")
+    return expected
+
+
+def store_image(store: ObjectStore, key: str, data: bytes, limit: int) -> str:
+    """Check and store one image with its Content-Type and Cache-Control."""
+    content_type = check_image(key, data, limit)
+    store.put(key, data, content_type=content_type, cache_control=CACHE_CONTROL)
+    return content_type
+
+
+def images_in(folder: Path) -> Iterator[tuple[Path, str | ImageError]]:
+    """Every file under `folder` (laid out as `<kind>/<name>`) with its key or why not."""
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in relative):
+            continue
+        if len(relative) != 2:
+            yield path, ImageError(f"{path} is not at <kind>/<name> ({layout()})")
+            continue
+        try:
+            yield path, image_key(relative[0], relative[1])
+        except ImageError as exc:
+            yield path, exc
