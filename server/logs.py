@@ -1,14 +1,89 @@
-"""The one logging set-up, used by the CLI and by every server process."""
+"""The one logging set-up, used by the CLI and by every server process.
+
+Logs go to stderr, one JSON object per line by default (``HOLLANG_LOG_FORMAT=json``) so a
+log shipper needs no parsing rules, or as plain text for a terminal (``text``). Every
+record carries ``request_id``: the id of the request being handled when it was logged
+(asgi-correlation-id keeps it in a context variable), so an error log can be joined to its
+access line. Read from the environment rather than `Settings` on purpose: logging must work
+before the settings are parsed, so that a bad setting is itself logged.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import time
+from typing import Any
+
+from asgi_correlation_id import CorrelationIdFilter
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+FORMATS = ("json", "text")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
+ACCESS = logging.getLogger("hollang.access")
+
+
+class UtcJsonFormatter(JsonFormatter):
+    """JSON lines with a UTC ISO-8601 `time`, `level`, `logger`, `message`, any extras."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def make_handler(log_format: str) -> logging.Handler:
+    if log_format not in FORMATS:
+        raise ValueError(f"HOLLANG_LOG_FORMAT must be one of {', '.join(FORMATS)}: {log_format!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CorrelationIdFilter())
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = UtcJsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "correlation_id": "request_id",
+                "exc_info": "exception",
+            },
+            # uvicorn's copy of each message with terminal colour codes
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+        )
+    else:
+        formatter = logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    return handler
 
 
 def configure_logging() -> None:
-    """INFO logs (model swaps, catalogue changes) in every process, including uvicorn's
-    worker processes, which do not inherit the CLI's set-up. A no-op when already set."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    """Set up the root logger in every process, including uvicorn's worker processes,
+    which do not inherit the CLI's set-up. A no-op when already set (e.g. under pytest)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    log_format = os.environ.get("HOLLANG_LOG_FORMAT", "json").strip().lower()
+    level = os.environ.get("HOLLANG_LOG_LEVEL", "INFO").strip().upper()
+    root.addHandler(make_handler(log_format))
+    root.setLevel(level)
+
+
+def log_request(
+    method: str, route: str, path: str, status: int, seconds: float, client: str | None
+) -> None:
+    """The one access-log line of a request (uvicorn's own access log is off)."""
+    extra: dict[str, Any] = {
+        "method": method,
+        "route": route,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "client": client,
+    }
+    # The message escapes control characters: a decoded path may hold a newline, and a
+    # text-format log must not let a client forge a line.
+    shown = path.encode("unicode_escape").decode("ascii")
+    ACCESS.info("%s %s %d", method, shown, status, extra=extra)

@@ -197,7 +197,7 @@ def test_malformed_json_is_a_bad_request(client: httpx.Client, raw: bytes) -> No
     "raw",
     [
         pytest.param(b"\xff\xfe\x00", id="not utf-8"),
-        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested too deeply"),
+        pytest.param(b"[" * 30_000 + b"]" * 30_000, id="nested too deeply"),  # under the body cap
         pytest.param(b'{"user": {"name": ' + b"9" * 5000 + b"}}", id="5000-digit integer"),
     ],
 )

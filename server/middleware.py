@@ -1,0 +1,206 @@
+"""The HTTP middleware of the app: request ids, access log + metrics, security headers and
+the request body cap. All are pure ASGI (no `BaseHTTPMiddleware`): they add no task per
+request and never buffer a response.
+
+Order, outermost first: request id, observer, security headers, CORS, body cap, the
+app's own error handling. So every response, a 413 and a 500 included, carries the
+request id and the security headers, is logged once and is counted once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from http import HTTPStatus
+from typing import Any
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import metrics
+from server.errors import error_response
+from server.logs import log_request
+from server.settings import Settings
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UPLOAD_PREFIX = "/admin/"
+UPLOAD_FRAMING = 64 * 1024  # a multipart form's boundaries and part headers around the file
+
+
+def sane_request_id(value: str) -> bool:
+    """A client's id is echoed into logs and headers: only short, printable tokens."""
+    return _SANE_ID.fullmatch(value) is not None
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body without (or beyond) its Content-Length grows past
+    the cap. An HTTPException, so FastAPI's body reading passes it on untouched and the
+    app's handler answers it in the error envelope."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes.")
+
+
+class BodySizeLimit:
+    """Caps request bodies: `limit` bytes, `upload_limit` under /admin/ (model and image
+    uploads, whose routes also check their own, exact caps).
+
+    A declared Content-Length over the cap is answered at once, before the app runs; a
+    chunked body is counted as it arrives and stops the request at the first byte over.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.upload_limit if path.startswith(UPLOAD_PREFIX) else self.limit
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(limit)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:  # read outside a route (none does today): answer it here
+            if started:
+                raise
+            await self._too_large(limit)(scope, receive, send)
+
+    @staticmethod
+    def _too_large(limit: int) -> ASGIApp:
+        message = f"The request body is larger than {limit} bytes."
+        return error_response(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
+
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The OpenAPI UIs load their scripts, styles and fonts from CDNs and run an inline script.
+DOCS_CSP = (
+    "default-src 'self'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
+    "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
+)
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Resource-Policy", "same-site"),
+    # Answers are per user and change: no shared or browser cache keeps them, unless a
+    # route says otherwise (it sets its own Cache-Control).
+    ("Cache-Control", "no-store"),
+)
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in (*SECURITY_HEADERS, ("Content-Security-Policy", csp)):
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def route_of(scope: Scope) -> str:
+    """The route template (`/recommendations/{recommendation_id}`), never the raw path, so
+    the number of label values is bounded by the number of routes."""
+    route: Any = scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) else metrics.UNMATCHED
+
+
+class RequestObserver:
+    """Times each request; counts it and logs its one access line when it ends."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = HTTPStatus.INTERNAL_SERVER_ERROR.value  # what the server sends if we raise
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            seconds = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            route = route_of(scope)
+            labels = (method, route, str(status))
+            metrics.REQUESTS.labels(*labels).inc()
+            metrics.LATENCY.labels(*labels).observe(seconds)
+            client = scope.get("client")
+            log_request(
+                scope["method"],
+                route,
+                scope["path"],
+                status,
+                seconds,
+                client[0] if client else None,
+            )
+
+
+def install_body_limit(app: FastAPI, settings: Settings) -> None:
+    """Call before CORS is added, so a 413 still carries the CORS headers."""
+    largest_file = max(settings.max_model_bytes, settings.max_image_bytes)
+    upload_limit = max(largest_file + UPLOAD_FRAMING, settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, upload_limit=upload_limit)
+
+
+def install_outer_middleware(app: FastAPI) -> None:
+    """Call after every other middleware: these wrap them all (last added is outermost)."""
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestObserver)
+    app.add_middleware(
+        CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=sane_request_id
+    )

@@ -1,0 +1,112 @@
+"""Structured logs of a real `hollang serve`: every line is JSON, each request has exactly
+one access line with its request id, route template, status and duration, the id is the
+client's when sane and is always returned, and an error logged while handling a request
+carries that request's id. The text format is for terminals and cannot be forged into.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.helpers import serve_process, submission
+from tests.security.breakage import drop_tables
+
+GENERATED = re.compile(r"[0-9a-f]{32}")
+
+
+def read_json_lines(log: Path) -> list[dict[str, Any]]:
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert lines
+    records = []
+    for line in lines:
+        record = json.loads(line)  # every line, uvicorn's and alembic's included
+        assert {"time", "level", "logger", "message", "request_id"} <= set(record), record
+        records.append(record)
+    return records
+
+
+def test_json_logs_one_access_line_per_request_and_ids_in_error_logs(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {
+        "HOLLANG_DATA_DIR": str(tmp_path),
+        "HOLLANG_DATABASE_URL": database_url,
+        "HOLLANG_LOG_FORMAT": "json",
+    }
+    log = tmp_path / "serve.log"
+    with serve_process(env, log_path=log) as url, httpx.Client(base_url=url, timeout=10) as http:
+        given = http.get("/tests?version=1", headers={"X-Request-ID": "trace-0001"})
+        assert given.headers["x-request-id"] == "trace-0001"
+        ids = {"given": "trace-0001"}
+        for name, header in [("too long", "x" * 200), ("space", "a b"), ("quote", 'a"b')]:
+            response = http.get("/tests?version=1", headers={"X-Request-ID": header})
+            assert GENERATED.fullmatch(response.headers["x-request-id"]), name
+            ids[name] = response.headers["x-request-id"]
+        missing = http.get("/recommendations/424242")
+        assert missing.status_code == 404
+        ids["404"] = missing.headers["x-request-id"]
+        assert GENERATED.fullmatch(ids["404"])
+        created = http.post("/test-responses", json=submission("로그"))
+        assert created.status_code == 200
+        ids["created"] = created.headers["x-request-id"]
+
+        drop_tables(database_url, "test_response_detail", "test_response")
+        broken = http.get("/test-responses/count", headers={"X-Request-ID": "broken-db-42"})
+        assert broken.status_code in (500, 503)
+        assert broken.headers["x-request-id"] == "broken-db-42"
+
+    records = read_json_lines(log)
+    access = [r for r in records if r["logger"] == "hollang.access"]
+    assert not [r for r in records if r["logger"] == "uvicorn.access"]  # no duplicates
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for record in access:
+        by_id.setdefault(record["request_id"], []).append(record)
+    expected = {
+        "given": ("GET", "/tests", "/tests", 200),
+        "too long": ("GET", "/tests", "/tests", 200),
+        "space": ("GET", "/tests", "/tests", 200),
+        "quote": ("GET", "/tests", "/tests", 200),
+        "404": ("GET", "/recommendations/{id}", "/recommendations/424242", 404),
+        "created": ("POST", "/test-responses", "/test-responses", 200),
+    }
+    for name, (method, route, path, status) in expected.items():
+        [line] = by_id[ids[name]]  # exactly one access line per request
+        assert (line["method"], line["route"], line["path"], line["status"]) == (
+            method,
+            route,
+            path,
+            status,
+        )
+        assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+        assert line["level"] == "INFO"
+
+    [failed] = by_id["broken-db-42"]
+    assert failed["status"] in (500, 503) and failed["route"] == "/test-responses/count"
+    errors = [r for r in records if r["level"] == "ERROR"]
+    assert errors, "the database failure was not logged"
+    assert {r["request_id"] for r in errors} == {"broken-db-42"}
+    # Outside requests (start-up, shutdown) there is no id.
+    assert any(r["request_id"] is None and r["logger"].startswith("uvicorn") for r in records)
+
+
+def test_text_logs_carry_the_id_and_escape_what_a_client_sends(tmp_path: Path) -> None:
+    """Database-independent, so SQLite only."""
+    env = {
+        "HOLLANG_DATA_DIR": str(tmp_path),
+        "HOLLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'hollang.db'}",
+        "HOLLANG_LOG_FORMAT": "text",
+    }
+    log = tmp_path / "serve.log"
+    with serve_process(env, log_path=log) as url, httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get("/tests?version=1", headers={"X-Request-ID": "plain-7"}).status_code == 200
+        forged = http.get("/x%0A2026-01-01 ERROR hollang forged%0D")
+        assert forged.status_code == 404
+    text = log.read_text()
+    assert "INFO hollang.access [plain-7] GET /tests 200" in text
+    assert "GET /x\\n2026-01-01 ERROR hollang forged\\r 404" in text
+    assert not any(line.startswith("2026-01-01 ERROR") for line in text.splitlines())
