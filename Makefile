@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install install-dev clean
+.PHONY: run test lint install install-dev clean bench bench-quick wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # Tests also need the dev tools and torch (the import-torch tool's golden-parity tests).
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,torch]'
+	touch $(VENV)/.installed $@
+
+# The benchmarks also need the `bench` extra (Flask + torch for the stand-in, matplotlib).
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -37,6 +42,19 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## End-to-end benchmarks against MariaDB on 127.0.0.1:3306 (root; README, Benchmarks).
+## They need wrk: installed here with apt-get when missing and we are root.
+bench: $(VENV)/.installed-bench wrk
+	$(BIN)/python benchmarks/e2e.py
+
+bench-quick: $(VENV)/.installed-bench wrk
+	$(BIN)/python benchmarks/e2e.py --quick
+
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq wrk; } || \
+		{ echo "the benchmarks need wrk: apt-get install -y wrk" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnxruntime as ort
@@ -43,6 +43,9 @@ class LoadedModel:
     file: ModelFile
     session: ort.InferenceSession = field(repr=False)
     loaded_at: float
+    # Measured at load (best of a few runs): seconds for one row, and for each further row.
+    single_row_seconds: float = float("inf")
+    per_row_seconds: float = float("inf")
 
     @property
     def version(self) -> str:
@@ -53,9 +56,17 @@ class LoadedModel:
         return self.file.metadata.labels
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for a float32 [n, 4] batch; called from the executor thread."""
+        """Logits for a float32 [n, 4] batch; called from the executor thread or inline."""
         result: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
         return result
+
+    def rows_within(self, seconds: float, limit: int) -> int:
+        """The largest batch (at most `limit`) expected to run in `seconds`; 0 if none."""
+        if seconds <= 0 or self.single_row_seconds > seconds:
+            return 0
+        if self.per_row_seconds <= 0:
+            return limit
+        return min(limit, 1 + int((seconds - self.single_row_seconds) / self.per_row_seconds))
 
 
 def load_model(file: ModelFile, known_labels: Collection[str] | None = None) -> LoadedModel:
@@ -88,7 +99,28 @@ def load_model(file: ModelFile, known_labels: Collection[str] | None = None) -> 
         raise ModelFileError(f"smoke batch returned shape {logits.shape}")
     if not np.isfinite(logits).all():
         raise ModelFileError("smoke batch returned non-finite logits")
-    return model
+    single = _best_time(model.run, smoke[:1])
+    whole = _best_time(model.run, smoke)
+    return replace(
+        model,
+        single_row_seconds=single,
+        per_row_seconds=max(0.0, (whole - single) / (len(smoke) - 1)),
+    )
+
+
+def _best_time(
+    run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, repeats: int = 5
+) -> float:
+    """The fastest of a few runs: the model's own cost, without the noise of a busy machine.
+    A slow model (10 ms) is timed once: it will never run inline, and loading stays quick."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run(batch)
+        best = min(best, time.perf_counter() - started)
+        if best > 0.01:
+            break
+    return best
 
 
 @dataclass(frozen=True)
@@ -148,7 +180,13 @@ class ModelEngine:
         Must be called on the event loop's thread (the batchers live there).
         """
         previous = self._active
-        self._active = (model, MicroBatcher(model.run, self.settings, self.executor, self.stats))
+        inline_rows = model.rows_within(
+            self.settings.max_inline_seconds, self.settings.max_batch_size
+        )
+        self._active = (
+            model,
+            MicroBatcher(model.run, self.settings, self.executor, self.stats, inline_rows),
+        )
         if previous is not None:
             task = asyncio.get_running_loop().create_task(previous[1].close())
             self._retiring.add(task)

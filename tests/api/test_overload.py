@@ -14,8 +14,14 @@ from tests.helpers import RunningService, answers_for, make_settings, start_serv
 
 @pytest.fixture
 def small_queue_service(tmp_path: Path) -> Iterator[RunningService]:
+    # max_inline_us=0: every batch goes to the inference thread, as a slow model's would
+    # (the bundled model is fast enough to run on the event loop, bypassing the thread).
     settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'hollang.db'}", max_batch_size=1, max_queue_size=2
+        tmp_path,
+        f"sqlite:///{tmp_path / 'hollang.db'}",
+        max_batch_size=1,
+        max_queue_size=2,
+        max_inline_us=0,
     )
     yield from start_service(settings)
 

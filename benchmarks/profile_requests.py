@@ -1,0 +1,160 @@
+"""CPU cost of one request through the whole app, in-process: where the service spends.
+
+    python benchmarks/profile_requests.py [--requests 2000] [--profile KIND] [--sqlite]
+
+Builds the app exactly as `hollang serve` does (every middleware, the lifespan, the model,
+a fresh MariaDB database on HOLLANG_BENCH_MYSQL_URL, or SQLite with --sqlite) and calls it
+as an ASGI application, without a network or a load generator, so the numbers are the
+app's own. For each request kind it reports the CPU time (user + system of this process,
+all threads, so database driver work counts) per request: the median of 5 alternating
+rounds, because CPU time is far steadier than latency on a shared machine. `--profile
+KIND` also prints cProfile's top functions for that kind (event-loop thread only).
+
+Kinds: live (GET /health/live), tests (GET /tests), predict (POST /predict), post
+(POST /test-responses), recommendation (GET /recommendations/{id}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.e2e import answers, mariadb_database  # noqa: E402
+from server.app import create_app, prepare_database  # noqa: E402
+from server.settings import Settings  # noqa: E402
+
+KINDS = ("live", "tests", "predict", "post", "recommendation")
+ROUNDS = 5
+
+
+def scope(method: str, path: str, query: bytes, body: bytes) -> dict[str, Any]:
+    headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench")]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def call(app: Any, request: tuple[str, str, bytes, bytes], state: dict[str, Any]) -> int:
+    method, path, query, body = request
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        await asyncio.Event().wait()  # the client never disconnects
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app({**scope(method, path, query, body), "state": dict(state)}, receive, send)
+    return status
+
+
+async def measure(
+    database_url: str, data_dir: Path, count: int, profile: str | None
+) -> dict[str, float]:
+    settings = Settings(database_url=database_url, data_dir=data_dir)
+    prepare_database(settings)
+    app = create_app(settings)
+    post = json.dumps({"user": {"name": "벤치"}, "testResponseDetails": answers((1, 2, 3, 0))})
+    predict = json.dumps({"testResponseDetails": answers((1, 2, 3, 0))})
+    requests = {
+        "live": ("GET", "/health/live", b"", b""),
+        "tests": ("GET", "/tests", b"version=1", b""),
+        "predict": ("POST", "/predict", b"", predict.encode()),
+        "post": ("POST", "/test-responses", b"", post.encode()),
+        "recommendation": ("GET", "/recommendations/1", b"", b""),
+    }
+    async with app.router.lifespan_context(app) as state:
+        state = dict(state or {})
+        assert await call(app, requests["post"], state) == 200  # recommendation 1 exists
+        results: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        for _ in range(ROUNDS):
+            for kind in KINDS:
+                one: Callable[[], Awaitable[int]] = lambda k=kind: call(app, requests[k], state)  # noqa: E731
+                for _ in range(max(10, count // 20)):  # warm-up
+                    assert await one() == 200, kind
+                n = count // (10 if kind == "post" else 1)
+                started = time.process_time()
+                for _ in range(n):
+                    await one()
+                results[kind].append((time.process_time() - started) / n * 1e6)
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(count // (10 if profile == "post" else 1)):
+                await call(app, requests[profile], state)
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+            print(out.getvalue())
+    return {kind: statistics.median(values) for kind, values in results.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per kind per round")
+    parser.add_argument("--profile", choices=KINDS)
+    parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("HOLLANG_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+    )
+    args = parser.parse_args()
+    os.environ.setdefault("HOLLANG_LOG_LEVEL", "INFO")  # as served: the access log included
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hollang-prof-")))
+        if args.sqlite:
+            url = f"sqlite:///{tmp / 'hollang.db'}"
+        else:
+            url = stack.enter_context(mariadb_database(args.mysql_url))
+        with open(os.devnull, "w") as devnull:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(devnull.fileno(), 2)  # the access log goes to stderr: keep it off screen
+            try:
+                costs = asyncio.run(measure(url, tmp, args.requests, args.profile))
+            finally:
+                os.dup2(saved, 2)
+    print("| request | CPU µs per request (median of 5 rounds) |")
+    print("|---|---:|")
+    for kind in KINDS:
+        print(f"| {kind} | {costs[kind]:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
