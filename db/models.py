@@ -3,7 +3,8 @@
 Additions to the original, each for a reason: `hobby.active` / `hobby_type.active` (a new
 catalogue retires entries without breaking stored rows that point at them),
 `recommendation.model_version` (which model produced it), `test_response.test_id` (which
-test was answered), and `catalog_version` (what catalogue is loaded). MySQL tables are
+test was answered), `catalog_version` (what catalogue is loaded) and `idempotency_key`
+(a retried POST is answered from it instead of stored twice). MySQL tables are
 InnoDB/utf8mb4 so Korean text and foreign keys work.
 """
 
@@ -192,3 +193,24 @@ class CatalogVersion(Timestamped, Base):
     content_sha256: Mapped[str] = mapped_column(String(64), index=True)
     test_version: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(500))
+
+
+class IdempotencyKey(Timestamped, Base):
+    """A client's `Idempotency-Key` and the response its first request got.
+
+    Written in the same transaction as the submission it guards (`db/idempotency.py`), so
+    a key exists exactly when its submission does; the primary key makes a second writer
+    of the same key wait for the first and then fail, on every replica.
+    """
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"), MYSQL)
+    # Binary collation on MySQL: keys are compared exactly (case-sensitive), as on SQLite.
+    key: Mapped[str] = mapped_column(
+        String(255, collation="utf8mb4_bin").with_variant(String(255), "sqlite"),
+        primary_key=True,
+    )
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    # Filled by the same transaction that inserted the row, so never seen empty by others.
+    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    response_body: Mapped[str | None] = mapped_column(Text)

@@ -28,15 +28,28 @@ from db.session import Database
 from model.batcher import Overloaded
 from model.engine import ModelEngine, NoModelLoaded
 from model.registry import ModelRegistry
+from server import metrics
 from server.catalog_view import CatalogCache
 from server.deps import Services
 from server.errors import error_response, install_error_handlers
 from server.images import ImageUrls
+from server.inference_client import remote_inference
 from server.logs import configure_logging
+from server.middleware import install_body_limit, install_outer_middleware
 from server.model_service import ModelService
-from server.routes import admin, health, hobbies, predict, recommendations, test_responses, tests
+from server.routes import (
+    admin,
+    health,
+    hobbies,
+    images,
+    predict,
+    recommendations,
+    test_responses,
+    tests,
+)
+from server.routes.metrics import router as metrics_router
 from server.settings import Settings
-from storage.objectstore import LocalObjectStore
+from storage.factory import object_store
 
 log = logging.getLogger("hollang")
 
@@ -93,7 +106,9 @@ async def build_services(settings: Settings) -> Services:
         ImageUrls.from_setting(settings.image_base_url),
     )
     engine = ModelEngine(settings.batch)
-    registry = ModelRegistry(LocalObjectStore(settings.objects_dir))
+    metrics.observe_engine(engine)
+    objects = object_store(settings)
+    registry = ModelRegistry(objects)
     models = ModelService(engine, registry, settings.resolved_model_path, lambda: catalog.catalog)
     await models.start()
     return Services(
@@ -102,7 +117,9 @@ async def build_services(settings: Settings) -> Services:
         catalog=catalog,
         engine=engine,
         models=models,
+        objects=objects,
         started_at=time.time(),
+        inference=remote_inference(settings, lambda: catalog.catalog),
     )
 
 
@@ -125,7 +142,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "catalogue refresh",
                 )
             ),
+            asyncio.create_task(metrics.keep_sampling(services)),
         ]
+        metrics.reap_dead_workers()
         try:
             yield
         finally:
@@ -133,7 +152,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await services.engine.close()
+            if services.inference is not None:
+                await services.inference.close()
             services.db.dispose()
+            metrics.worker_exited()
 
     app = FastAPI(
         title="Hollang",
@@ -143,18 +165,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     _install_fault_handlers(app)
+    install_body_limit(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
             max_age=600,
         )
-    for module in (tests, test_responses, recommendations, hobbies, predict, health):
+    for module in (tests, test_responses, recommendations, hobbies, predict, health, images):
         app.include_router(module.router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
+        app.include_router(images.admin_router)
+    app.include_router(metrics_router)
+    install_outer_middleware(app)
     return app
 
 

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 import click
 
 from model.cli import model_cli
+from server.export_cli import export_command
+from server.images_cli import images_cli
 from server.logs import configure_logging
+from server.registry_cli import REGISTRY_COMMANDS
 
 if TYPE_CHECKING:
     from server.settings import Settings
@@ -23,30 +26,44 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="HOLLANG_HOST")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="HOLLANG_PORT")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    envvar="HOLLANG_WORKERS",
+    help="Worker processes (the container image reads HOLLANG_WORKERS).",
+)
 @click.option("--no-migrate", is_flag=True, help="Do not migrate and seed the database first.")
 def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
-    """Serve the API (uvicorn; uvloop and httptools where available)."""
-    import uvicorn
+    """Serve the API (uvicorn; uvloop and httptools where available).
 
-    from server.app import prepare_database
-    from server.settings import Settings
+    SIGTERM drains: new connections are refused, accepted requests and the batch queue
+    finish (at most 30 s), then the process exits 0."""
+    from server.prometheus_dir import metrics_directory
 
-    if not no_migrate:
-        prepare_database(Settings())
-    uvicorn.run(
-        "server.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="auto",
-        http="auto",
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    # Before anything imports prometheus_client: the workers share metrics through files.
+    with metrics_directory():
+        from server import serving
+        from server.app import prepare_database
+        from server.settings import Settings
+
+        if not no_migrate:
+            prepare_database(Settings())
+        serving.run(
+            "server.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="auto",
+            http="auto",
+            access_log=False,  # server.middleware logs one line per request instead
+            log_config=None,  # uvicorn's own logs go through our (JSON) handler
+            timeout_graceful_shutdown=30,
+        )
 
 
 @main.group()
@@ -109,9 +126,9 @@ def _warn_if_model_mismatch(settings: Settings, hobby_keys: frozenset[str]) -> N
     """A catalogue without the active model's hobbies makes recommendations fail (503)
     until a matching model is activated: say so, loudly, at the moment it happens."""
     from model.registry import ModelRegistry
-    from storage.objectstore import LocalObjectStore
+    from storage.factory import object_store
 
-    registry = ModelRegistry(LocalObjectStore(settings.objects_dir))
+    registry = ModelRegistry(object_store(settings))
     try:
         pointer = registry.read_pointer()
         labels = registry.fetch(pointer.active).metadata.labels if pointer else ()
@@ -129,3 +146,7 @@ def _warn_if_model_mismatch(settings: Settings, hobby_keys: frozenset[str]) -> N
 
 
 main.add_command(model_cli)
+for _command in REGISTRY_COMMANDS:
+    model_cli.add_command(_command)
+main.add_command(images_cli)
+main.add_command(export_command)

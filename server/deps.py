@@ -13,8 +13,10 @@ from db.session import Database
 from model.engine import ModelEngine
 from server.catalog_view import CatalogCache
 from server.errors import ApiError
-from server.model_service import ModelService
+from server.inference_client import RemoteInference
+from server.model_service import ModelService, Recommender
 from server.settings import Settings
+from storage.objectstore import ObjectStore
 
 
 @dataclass
@@ -26,10 +28,20 @@ class Services:
     catalog: CatalogCache
     engine: ModelEngine
     models: ModelService
+    objects: ObjectStore
     started_at: float = field(default=0.0)
+    inference: RemoteInference | None = None  # set by HOLLANG_INFERENCE_URL
+
+    @property
+    def recommender(self) -> Recommender:
+        """The remote inference server when one is configured, else the in-process model."""
+        return self.inference or self.models
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async although it does no I/O: FastAPI runs a plain `def` dependency in its thread
+    pool, a hand-off that cost every request more than its own work (see README,
+    Benchmarks)."""
     services: Services = request.app.state.services
     return services
 

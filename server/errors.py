@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("hollang.errors")
@@ -95,7 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(HTTPStatus.BAD_REQUEST, message, errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         messages = {
             404: "No such resource.",
             405: "This method is not allowed on this resource.",
@@ -105,9 +106,24 @@ def install_error_handlers(app: FastAPI) -> None:
             message, errors = "The request body is not valid JSON.", [_MALFORMED]
             return error_response(exc.status_code, message, errors)
         message = messages.get(exc.status_code, str(exc.detail))
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return error_response(exc.status_code, message, headers=headers)
 
     app.add_middleware(UnexpectedErrors)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route on this path serves. Starlette's own `Allow` names only the
+    first route that matched the path, so GET and POST /admin/model (two routes) got
+    `Allow: GET`. Asks the router itself, included routers too."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 class UnexpectedErrors:

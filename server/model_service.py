@@ -15,30 +15,45 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 from db.catalog import Catalog
-from model.engine import LoadedModel, ModelEngine, Prediction, load_model
+from model.engine import LoadedModel, ModelEngine, load_model
 from model.modelfile import ModelFile, ModelFileError
 from model.registry import ActivePointer, ModelRegistry, RegistryError
 from model.scoring import mbti_from_scores, scores_from_answers
-from storage.objectstore import ObjectStoreError, PreconditionFailed
+from storage.objectstore import ObjectNotFound, ObjectStoreError, PreconditionFailed
 
 log = logging.getLogger("hollang.model")
 
 
+class RankedKey(NamedTuple):
+    """One model output: a hobby key and its logit (None when only the order is known)."""
+
+    key: str
+    score: float | None
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """What the model says for one set of answers, resolved against the catalogue."""
+    """What the model says for one set of answers, resolved against the catalogue.
+
+    Built by the in-process model (`ModelService`) or by a remote inference server
+    (`server.inference_client`); the routes cannot tell which.
+    """
 
     scores: tuple[int, int, int, int]
     mbti_type: str
-    prediction: Prediction
+    ranked: tuple[RankedKey, ...]  # every output of the model, best first
     hobby_keys: tuple[str, ...]  # every known hobby, best first
     catalog: Catalog  # the snapshot the keys were resolved against; use it, not a newer one
+    model_version: str
 
-    @property
-    def model_version(self) -> str:
-        return self.prediction.model.version
+
+class Recommender(Protocol):
+    """Whatever answers the 12 answers with a recommendation."""
+
+    async def recommend(self, answers: Mapping[int, int]) -> Recommendation: ...
 
 
 class ModelService:
@@ -70,9 +85,13 @@ class ModelService:
         prediction = await self.engine.predict(scores)
         catalog = self._catalog()
         labels = prediction.model.labels
+        logits = prediction.logits.tolist()
+        ranked = tuple(RankedKey(labels[i], logits[i]) for i in prediction.ranking)
         # A hobby retired by a newer catalogue is skipped, so the next best one is shown.
-        keys = tuple(labels[i] for i in prediction.ranking if labels[i] in catalog.hobby_by_key)
-        return Recommendation(scores, mbti_from_scores(scores), prediction, keys, catalog)
+        keys = tuple(key for key, _ in ranked if key in catalog.hobby_by_key)
+        return Recommendation(
+            scores, mbti_from_scores(scores), ranked, keys, catalog, prediction.model.version
+        )
 
     # ---- lifecycle ----
 
@@ -89,15 +108,21 @@ class ModelService:
                     return
                 await self._install_from(pointer)
             except (ModelFileError, ObjectStoreError, RegistryError) as exc:
-                if pointer is not None:
-                    self._refused_sha = pointer.active.sha256
-                self.model_error = f"could not follow the active model pointer: {exc}"
-                log.error("%s; trying %s instead", self.model_error, self.initial_model)
+                if _unreachable(exc):
+                    # Not the model's fault: no refusal, so the next poll that reaches the
+                    # store installs the pointer's model.
+                    self.pointer_error = f"object store unreachable at start: {exc}"
+                    log.error("%s; serving %s until it answers", exc, self.initial_model)
+                else:
+                    if pointer is not None:
+                        self._refused_sha = pointer.active.sha256
+                    self.model_error = f"could not follow the active model pointer: {exc}"
+                    log.error("%s; trying %s instead", self.model_error, self.initial_model)
                 try:
                     file = await asyncio.to_thread(ModelFile.read, self.initial_model)
                     self.engine.swap(await self._validate(file))
                 except ModelFileError as fallback:
-                    self.model_error = f"{self.model_error}; initial model: {fallback}"
+                    self.model_error = f"{self.last_error}; initial model: {fallback}"
                     log.error("starting without a model: %s", self.model_error)
 
     async def _publish_initial(self) -> None:
@@ -153,6 +178,10 @@ class ModelService:
                 await self._install_from(pointer)
                 self.model_error = None
             except (ModelFileError, ObjectStoreError, RegistryError) as exc:
+                if _unreachable(exc):
+                    self.pointer_error = f"cannot fetch model {pointer.active.version}: {exc}"
+                    log.warning("%s; keeping model %s", self.pointer_error, self.version)
+                    return
                 self._refused_sha = pointer.active.sha256
                 self.model_error = f"refused model {pointer.active.version}: {exc}"
                 log.error("%s; keeping model %s", self.model_error, self.version)
@@ -209,3 +238,8 @@ class ModelService:
     def version(self) -> str | None:
         model = self.engine.model
         return model.version if model else None
+
+
+def _unreachable(exc: Exception) -> bool:
+    """A store that did not answer (retry later), unlike a missing or refused model."""
+    return isinstance(exc, ObjectStoreError) and not isinstance(exc, ObjectNotFound)

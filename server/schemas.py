@@ -248,7 +248,9 @@ class PredictedHobbyOut(Camel):
     id: int | None
     short_name: str | None
     name: str | None
-    score: float
+    score: float | None = Field(
+        description="the model's logit; null when a remote inference server ranked the hobbies"
+    )
     ranking: int
 
 

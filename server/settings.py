@@ -33,11 +33,36 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_queue_delay_ms: float = Field(default=0.5, ge=0, le=100)
     max_queue_size: int = Field(default=2048, ge=1)
+    max_inline_us: float = Field(
+        default=200, ge=0, le=100_000, description="batches faster than this skip the thread"
+    )
     model_poll_interval: float = Field(default=2.0, gt=0, description="seconds")
     catalog_poll_interval: float = Field(default=10.0, gt=0, description="seconds")
     max_model_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="largest request body outside /admin uploads"
+    )
+    # Few connections per worker, no overflow: with more, concurrent submissions wait inside
+    # InnoDB on the hobbies' counter rows, the tail grows and, on a busy machine, throughput
+    # collapses; here they wait their turn instead (README, Benchmarks).
+    db_pool_size: int = Field(default=4, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
+    inference_url: str | None = Field(
+        default=None, description="an original-style inference server to call instead"
+    )
+    inference_timeout: float = Field(default=2.0, gt=0, le=30, description="seconds")
+    inference_max_connections: int = Field(default=32, ge=1)
+
+    # Objects (storage/factory.py): S3 when a bucket is set, else <data dir>/objects.
+    s3_bucket: str | None = Field(default=None, description="default: the local folder")
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible server")
+    s3_region: str | None = Field(default=None, description="default: the AWS chain's")
+    s3_connect_timeout: float = Field(default=2.0, gt=0, description="seconds")
+    s3_read_timeout: float = Field(default=10.0, gt=0, description="seconds")
+    s3_max_attempts: int = Field(default=3, ge=1, le=10, description="botocore retries")
+    image_url_expiry: int = Field(default=3600, ge=60, description="presigned URL seconds")
+    max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -45,6 +70,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("inference_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("admin_token", mode="before")
     @classmethod
@@ -71,4 +101,5 @@ class Settings(BaseSettings):
             max_batch_size=self.max_batch_size,
             max_queue_delay=self.max_queue_delay_ms / 1000,
             max_queue_size=self.max_queue_size,
+            max_inline_seconds=self.max_inline_us / 1e6,
         )

@@ -14,7 +14,7 @@ from model.modelfile import ModelFileError
 from model.registry import RegistryError
 from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
-from server.routes.docs import ERRORS
+from server.routes.docs import ERRORS, ErrorBody
 from server.schemas import Camel, Envelope
 from storage.objectstore import ObjectStoreError
 
@@ -116,7 +116,13 @@ async def upload_model(request: Request, services: ServicesDep) -> Envelope[Mode
     return Envelope(message=f"Model {model.version} is active.", data=await _status(services))
 
 
-@router.post("/model/rollback", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
+ROLLBACK_ERRORS = {
+    **ADMIN_ERRORS,
+    409: {"model": ErrorBody, "description": "no earlier valid model to roll back to"},
+}
+
+
+@router.post("/model/rollback", response_model=Envelope[ModelStatus], responses=ROLLBACK_ERRORS)
 async def rollback_model(services: ServicesDep) -> Envelope[ModelStatus]:
     try:
         model = await services.models.rollback()

@@ -24,5 +24,6 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "invalid request; `errors` lists the fields"},
     404: {"model": ErrorBody, "description": "no such resource"},
+    413: {"model": ErrorBody, "description": "the body is over `HOLLANG_MAX_BODY_BYTES`"},
     503: {"model": ErrorBody, "description": "overloaded or a dependency is down; retry"},
 }

@@ -14,20 +14,18 @@ router = APIRouter(tags=["model"])
 @router.post("/predict", response_model=Envelope[PredictionOut], responses=ERRORS)
 async def predict(body: AnswersIn, services: ServicesDep) -> Envelope[PredictionOut]:
     """Every output of the model in rank order, with hobby ids where the catalogue has them."""
-    result = await services.models.recommend(body.answers())
+    result = await services.recommender.recommend(body.answers())
     catalog = result.catalog
-    prediction = result.prediction
-    labels = prediction.model.labels
     hobbies = []
-    for ranking, index in enumerate(prediction.ranking, start=1):
-        hobby = catalog.hobby_by_key.get(labels[index])
+    for ranking, (key, score) in enumerate(result.ranked, start=1):
+        hobby = catalog.hobby_by_key.get(key)
         hobbies.append(
             PredictedHobbyOut(
-                key=labels[index],
+                key=key,
                 id=hobby.id if hobby else None,
                 short_name=hobby.short_name if hobby else None,
                 name=hobby.short_name if hobby else None,
-                score=float(prediction.logits[index]),
+                score=score,
                 ranking=ranking,
             )
         )

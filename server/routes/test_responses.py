@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from db.recommendations import Submission, count_test_responses, record_submission
+from db.idempotency import KeyReused, fingerprint, lookup, run_once
+from db.recommendations import Recorded, Submission, count_test_responses, record_submission
 from server.deps import ServicesDep
 from server.errors import ApiError
+from server.idempotency import (
+    REUSED_KEY_RESPONSE,
+    IdempotencyKeyHeader,
+    key_reused,
+    normalize_key,
+    stored_response,
+)
 from server.routes.docs import ERRORS
 from server.schemas import (
     CountData,
@@ -23,13 +33,30 @@ router = APIRouter(tags=["test responses"])
 RECOMMENDED = 3
 
 
-@router.post("/test-responses", response_model=Envelope[TestResponseCreated], responses=ERRORS)
+@router.post(
+    "/test-responses",
+    response_model=Envelope[TestResponseCreated],
+    responses={**ERRORS, **REUSED_KEY_RESPONSE},
+)
 async def create_test_response(
-    body: TestResponseIn, services: ServicesDep
-) -> Envelope[TestResponseCreated]:
-    """Score the answers, run the model in-process, store everything in one transaction."""
+    body: TestResponseIn,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Envelope[TestResponseCreated] | Response:
+    """Score the answers, run the model in-process, store everything in one transaction.
+
+    With an `Idempotency-Key`, a retry returns the first response and stores nothing."""
     answers = body.answers()
-    recommendation = await services.models.recommend(answers)
+    key = normalize_key(idempotency_key) if idempotency_key is not None else None
+    request_sha256 = fingerprint("POST /test-responses", body.user.name, sorted(answers.items()))
+    if key is not None:
+        try:
+            stored = await run_in_threadpool(lookup, services.db, key, request_sha256)
+        except KeyReused:
+            raise key_reused() from None
+        if stored is not None:
+            return stored_response(stored)
+    recommendation = await services.recommender.recommend(answers)
     catalog = recommendation.catalog
     keys = recommendation.hobby_keys[:RECOMMENDED]
     hobby_type = catalog.type_by_mbti.get(recommendation.mbti_type)
@@ -45,16 +72,31 @@ async def create_test_response(
         hobby_ids=[catalog.hobby_by_key[key].id for key in keys],
         model_version=recommendation.model_version,
     )
-    recorded = await run_in_threadpool(
-        services.db.transact, lambda session: record_submission(session, submission)
-    )
-    return Envelope(
-        message="Stored the test response and its recommendation.",
-        data=TestResponseCreated(
-            user=UserOut(id=recorded.user_id, name=body.user.name),
-            recommendation=IdOut(id=recorded.recommendation_id),
-        ),
-    )
+
+    def created(recorded: Recorded) -> Envelope[TestResponseCreated]:
+        return Envelope(
+            message="Stored the test response and its recommendation.",
+            data=TestResponseCreated(
+                user=UserOut(id=recorded.user_id, name=body.user.name),
+                recommendation=IdOut(id=recorded.recommendation_id),
+            ),
+        )
+
+    if key is None:
+        recorded = await run_in_threadpool(
+            services.db.transact, lambda session: record_submission(session, submission)
+        )
+        return created(recorded)
+
+    def keyed_work(session: Session) -> tuple[int, str]:
+        envelope = created(record_submission(session, submission))
+        return 200, envelope.model_dump_json(by_alias=True)
+
+    try:
+        stored = await run_in_threadpool(run_once, services.db, key, request_sha256, keyed_work)
+    except KeyReused:  # another request committed this key with another body meanwhile
+        raise key_reused() from None
+    return stored_response(stored)
 
 
 @router.get("/test-responses/count", response_model=Envelope[CountData], responses=ERRORS)

@@ -15,9 +15,11 @@ router = APIRouter(tags=["tests"])
 
 
 @router.get("/tests", response_model=Envelope[TestData], responses=ERRORS)
-def get_test(
+async def get_test(
     services: ServicesDep, version: Annotated[int, Query(ge=1, le=1_000_000)] = 1
 ) -> Response:
+    """Async: the body is in memory (rendered once per catalogue), so a thread hop would
+    cost more than the work."""
     body = services.catalog.view.tests_body(version)
     if body is None:
         raise ApiError(404, f"There is no test of version {version}.")
