@@ -172,7 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", "Authorization", "Idempotency-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed"],
             max_age=600,
         )
     for module in (tests, test_responses, recommendations, hobbies, predict, health, images):
@@ -199,12 +199,24 @@ def _install_fault_handlers(app: FastAPI) -> None:
         return error_response(503, "No model is loaded yet.", headers={"Retry-After": "5"})
 
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        busy = _is_contention(exc)
         log.error(
-            "database error on %s %s: %s", request.method, request.url.path, type(exc).__name__
+            "database %s on %s %s: %s",
+            "busy" if busy else "error",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
         )
-        return error_response(
-            503, "The database is unavailable; retry shortly.", headers={"Retry-After": "2"}
-        )
+        message = "The database is busy" if busy else "The database is unavailable"
+        return error_response(503, f"{message}; retry shortly.", headers={"Retry-After": "2"})
 
     for kind in (OperationalError, InterfaceError, PoolTimeout):
         app.add_exception_handler(kind, _database_down)
+
+
+def _is_contention(exc: Exception) -> bool:
+    """A lock wait timed out: the database is up but contended, which operators read
+    differently from an outage. (A full pool is ambiguous: a hung server fills it too.)"""
+    orig = getattr(exc, "orig", None)
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code == 1205 or "database is locked" in str(orig)  # InnoDB lock wait / SQLite

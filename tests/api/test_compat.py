@@ -408,3 +408,11 @@ def test_unlisted_origin_gets_no_allow_origin_header(client: httpx.Client, origi
     assert "access-control-allow-origin" not in response.headers
     preflight = client.options("/test-responses", headers={**PREFLIGHT, "Origin": origin})
     assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_browsers_may_read_the_request_id_and_replay_headers(client: httpx.Client) -> None:
+    response = client.get("/tests", headers={"Origin": ORIGIN})
+    exposed = {
+        h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+    }
+    assert {"x-request-id", "idempotent-replayed"} <= exposed

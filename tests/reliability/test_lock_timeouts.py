@@ -62,7 +62,7 @@ def test_a_lock_held_past_the_timeout_gives_503_and_no_partial_rows(
     assert all(retry == "2" for _, _, retry in answers)
     envelope = {
         "code": "SERVICE_UNAVAILABLE",
-        "message": "The database is unavailable; retry shortly.",
+        "message": "The database is busy; retry shortly.",
     }
     assert bodies == [envelope] * len(keys)
     assert max(seconds for _, seconds, _ in answers) < HANG
