@@ -179,7 +179,10 @@ say "HEALTHCHECK: healthy"
 docker stop --time 40 "$CONTAINER" >/dev/null
 code="$(docker inspect --format '{{.State.ExitCode}}' "$CONTAINER")"
 [[ "$code" == 0 ]] || fail "exit code $code after SIGTERM (137 = killed after the grace period)"
-docker logs "$CONTAINER" 2>&1 | grep -q "Application shutdown complete" ||
+# Captured first: `docker logs | grep -q` under pipefail fails whenever grep exits early
+# and docker logs dies of SIGPIPE on the rest of a long log.
+stop_log="$(docker logs "$CONTAINER" 2>&1)"
+grep -q "Application shutdown complete" <<<"$stop_log" ||
   fail "no graceful application shutdown in the log"
 say "stopped cleanly on SIGTERM (exit 0)"
 
