@@ -13,6 +13,7 @@ from model.cli import model_cli
 from server.export_cli import export_command
 from server.images_cli import images_cli
 from server.logs import configure_logging
+from server.objects_cli import objects_cli
 from server.registry_cli import REGISTRY_COMMANDS
 
 if TYPE_CHECKING:
@@ -150,3 +151,4 @@ for _command in REGISTRY_COMMANDS:
     model_cli.add_command(_command)
 main.add_command(images_cli)
 main.add_command(export_command)
+main.add_command(objects_cli)

@@ -104,8 +104,17 @@ def test_export_feeds_training(
     )
     assert empty["rows"] == 0
 
+    # The operator's path from the store to training: `hollang objects get`, then train.
+    fetched = tmp_path / "fetched" / "jan.jsonl.gz"
+    fetched.parent.mkdir()
+    cli(env, "objects", "get", key, "-o", str(fetched))
+    assert fetched.read_bytes() == (tmp_path / "export.jsonl.gz").read_bytes()
+    assert [p.name for p in fetched.parent.iterdir()] == ["jan.jsonl.gz"]  # no partial file
+    missing = CliRunner().invoke(main, ["objects", "get", "exports/nope.jsonl.gz"], env=env)
+    assert missing.exit_code == 1 and "no object 'exports/nope.jsonl.gz'" in missing.output
+
     out = tmp_path / "trained.onnx"
-    result = cli(env, "model", "train", "--export", str(tmp_path / "export.jsonl.gz"),
+    result = cli(env, "model", "train", "--export", str(fetched),
                  "--epochs", "30", "--model-version", "from-export", "-o", str(out))  # fmt: skip
     report = json.loads(result.stdout.split("\n", 1)[1])
     assert (report["rowsRead"], report["ratingsUsed"], report["unknownKeys"]) == (6, 4, {})
