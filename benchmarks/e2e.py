@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -51,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.engine import machine  # noqa: E402
 from benchmarks.plots import write_plots  # noqa: E402
 from benchmarks.report import markdown  # noqa: E402
+from benchmarks.scratch import free_port, scratch_mysql_database  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "hollang"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -131,14 +130,6 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     name: str
@@ -177,22 +168,6 @@ def wait_ready(server: Server, path: str, log: Path) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{server.name} did not become ready; see {log}")
         time.sleep(0.2)
-
-
-@contextmanager
-def mariadb_database(base_url: str) -> Iterator[str]:
-    """A fresh database for this run, dropped afterwards."""
-    base = make_url(base_url)
-    name = f"hollang_bench_{secrets.token_hex(4)}"
-    admin = create_engine(base.set(database=""), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 def run_cli(*args: str, env: dict[str, str]) -> None:
@@ -447,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hollang-bench-")))
-        database = stack.enter_context(mariadb_database(args.mysql_url))
+        database = stack.enter_context(scratch_mysql_database(args.mysql_url, "bench_"))
         env = {
             "HOLLANG_DATABASE_URL": database,
             "HOLLANG_DATA_DIR": str(work / "data"),

@@ -45,9 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import create_engine, func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from benchmarks.scratch import free_port, scratch_mysql_database  # noqa: E402
 from db.models import (  # noqa: E402
     Hobby,
     IdempotencyKey,
@@ -64,29 +65,6 @@ RETRYABLE = frozenset({502, 503, 504})
 
 
 # ---- the service under test ----
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def fresh_mysql_database(server_url: str) -> Iterator[str]:
-    base = make_url(server_url)
-    name = f"{base.database or 'hollang'}_load_{secrets.token_hex(4)}"
-    admin = create_engine(base.set(database=""), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 @dataclass
@@ -461,7 +439,7 @@ def database_for(args: Any) -> Iterator[str]:
     if args.database_url:
         yield args.database_url
     else:
-        with fresh_mysql_database(args.mysql_url) as url:
+        with scratch_mysql_database(args.mysql_url, "load_") as url:
             yield url
 
 

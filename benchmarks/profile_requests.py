@@ -35,7 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.e2e import answers, mariadb_database  # noqa: E402
+from benchmarks.e2e import answers  # noqa: E402
+from benchmarks.scratch import scratch_mysql_database  # noqa: E402
 from server.app import create_app, prepare_database  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
@@ -140,7 +141,7 @@ def main() -> int:
         if args.sqlite:
             url = f"sqlite:///{tmp / 'hollang.db'}"
         else:
-            url = stack.enter_context(mariadb_database(args.mysql_url))
+            url = stack.enter_context(scratch_mysql_database(args.mysql_url, "profile_"))
         with open(os.devnull, "w") as devnull:
             sys.stderr.flush()
             saved = os.dup(2)

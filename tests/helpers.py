@@ -9,8 +9,6 @@ and drops its own `<base>_<random>` database); without it those cases are skippe
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -23,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
+from benchmarks.scratch import free_port, scratch_mysql_database
 from db.models import (
     Hobby,
     Recommendation,
@@ -56,23 +54,8 @@ def fresh_database_url(backend: str, tmp_dir: Path) -> Iterator[str]:
         if REQUIRE_MYSQL:
             pytest.fail(f"{message}, but HOLLANG_REQUIRE_MYSQL=1: MySQL tests must run")
         pytest.skip(message)
-    base = make_url(MYSQL_URL)
-    name = f"{base.database or 'hollang_test'}_{secrets.token_hex(4)}"
-    admin = create_engine(base.set(database=""), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    with scratch_mysql_database(MYSQL_URL) as url:
+        yield url
 
 
 @dataclass
