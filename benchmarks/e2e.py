@@ -58,7 +58,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.engine import machine  # noqa: E402
 from benchmarks.plots import write_plots  # noqa: E402
 from benchmarks.report import markdown  # noqa: E402
-from benchmarks.scratch import free_port, scratch_mysql_database  # noqa: E402
+from benchmarks.scratch import (  # noqa: E402
+    free_port,
+    scratch_mysql_database,
+    stop_process,
+    wait_until_ready,
+)
 
 SHARED = ROOT.parent / "shared" / "hollang"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -147,27 +152,11 @@ def launched(name: str, command: list[str], env: dict[str, str], log: Path) -> I
     try:
         yield Server(name, f"http://127.0.0.1:{port}", process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def wait_ready(server: Server, path: str, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.process.returncode}; see {log}")
-        try:
-            if httpx.get(server.url + path, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{server.name} did not become ready; see {log}")
-        time.sleep(0.2)
+    wait_until_ready(server.process, server.url + path, log=log, timeout=120, interval=0.2)
 
 
 def run_cli(*args: str, env: dict[str, str]) -> None:

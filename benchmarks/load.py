@@ -48,7 +48,12 @@ import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from benchmarks.scratch import free_port, scratch_mysql_database  # noqa: E402
+from benchmarks.scratch import (  # noqa: E402
+    free_port,
+    scratch_mysql_database,
+    stop_process,
+    wait_until_ready,
+)
 from db.models import (  # noqa: E402
     Hobby,
     IdempotencyKey,
@@ -100,29 +105,19 @@ def hollang_serve(
         wait_ready(service)
         yield service
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=60)
 
 
 def wait_ready(service: Service, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    ready = 0
-    while ready < 4:  # a few answers in a row, so both workers are most likely up
-        if service.process.poll() is not None:
-            raise RuntimeError(f"hollang serve exited early; see {service.log_path}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"hollang serve did not become ready; see {service.log_path}")
-        try:
-            ok = httpx.get(f"{service.url}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        ready = ready + 1 if ok else 0
-        time.sleep(0.05)
+    # A few answers in a row, so both workers are most likely up.
+    wait_until_ready(
+        service.process,
+        f"{service.url}/health/ready",
+        log=service.log_path,
+        timeout=timeout,
+        in_a_row=4,
+        interval=0.05,
+    )
 
 
 # ---- the load ----

@@ -1,5 +1,6 @@
-"""Throwaway resources shared by the tests and the benchmark scripts: a free port, and a
-MariaDB/MySQL database made for one run and dropped after it.
+"""Throwaway resources shared by the tests and the benchmark scripts: a free port, a
+MariaDB/MySQL database made for one run and dropped after it, and the start/stop chores of
+a server subprocess (wait until it answers, stop it even if it will not stop).
 
 Names are `<base>_<label><hex>`, so `.ci/run` can drop what a killed run left behind by the
 base name's prefix.
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import secrets
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -36,3 +40,43 @@ def scratch_mysql_database(server_url: str, label: str = "") -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    url: str,
+    *,
+    log: object,
+    timeout: float = 90,
+    in_a_row: int = 1,
+    interval: float = 0.1,
+) -> None:
+    """Poll `url` until it answers 200 `in_a_row` times; fail early if the process exits.
+
+    Several answers in a row make it likely every worker of a multi-worker server is up."""
+    deadline = time.monotonic() + timeout
+    ready = 0
+    while ready < in_a_row:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout} s; see {log}")
+        try:
+            ok = httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        ready = ready + 1 if ok else 0
+        if ready < in_a_row:
+            time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
-from benchmarks.scratch import free_port, scratch_mysql_database
+from benchmarks.scratch import free_port, scratch_mysql_database, stop_process, wait_until_ready
 from db.models import (
     Hobby,
     Recommendation,
@@ -166,28 +166,10 @@ def serve_process(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"hollang serve exited with {process.returncode}; see {log_path}"
-                )
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hollang serve did not become ready; see {log_path}")
-            time.sleep(0.1)
+        wait_until_ready(process, f"{url}/health/ready", log=log_path)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 
