@@ -16,6 +16,7 @@ from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
 from server.routes.docs import ERRORS, ErrorBody
 from server.schemas import Camel, Envelope
+from server.uploads import read_capped_body
 from storage.objectstore import ObjectStoreError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -42,13 +43,7 @@ async def _read_upload(request: Request, limit: int) -> bytes:
             raise ApiError(400, "Send the model file as the multipart field 'file'.")
         data = await upload.read(limit + 1)
     else:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"The model file is larger than {limit} bytes.")
-            chunks.append(chunk)
-        data = b"".join(chunks)
+        data = await read_capped_body(request, limit, "model file")
     if len(data) > limit:
         raise ApiError(413, f"The model file is larger than {limit} bytes.")
     if not data:

@@ -16,6 +16,7 @@ from server.errors import ApiError
 from server.images import CACHE_CONTROL, ImageError, content_type_of, image_key, store_image
 from server.routes.docs import ERRORS
 from server.schemas import Camel, Envelope
+from server.uploads import read_capped_body
 from storage.objectstore import ObjectNotFound, ObjectStoreError
 
 router = APIRouter(tags=["images"])
@@ -107,12 +108,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"The image is larger than {limit} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"The image is larger than {limit} bytes.")
-        chunks.append(chunk)
-    if not size:
+    data = await read_capped_body(request, limit, "image")
+    if not data:
         raise ApiError(400, "The request carries no image.")
-    return b"".join(chunks)
+    return data
