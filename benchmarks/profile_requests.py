@@ -120,7 +120,9 @@ async def measure(
                 await call(app, requests[profile], state)
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler, stream=out).sort_stats(
+                os.environ.get("PROF_SORT", "cumulative")
+            ).print_stats(int(os.environ.get("PROF_N", "40")))
             print(out.getvalue())
     return {kind: statistics.median(values) for kind, values in results.items()}
 

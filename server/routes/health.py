@@ -6,21 +6,27 @@ import os
 import time
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 import server
 from server.deps import Services, ServicesDep
 from server.errors import error_response
+from server.lean import LeanRoute
+from server.responses import JSON
 
 router = APIRouter(tags=["health"])
+live_router = APIRouter(tags=["health"], route_class=LeanRoute)
+_ALIVE = b'{"code":"OK","message":"alive"}'
 
 
-@router.get("/health/live")
-def live() -> dict[str, str]:
-    """The process is up and its event loop answers."""
-    return {"code": "OK", "message": "alive"}
+@live_router.get("/health/live")
+async def live(request: Request) -> Response:
+    """The process is up and its event loop answers. Async and touching nothing shared, so
+    it never queues behind work: as a plain `def` it waited for FastAPI's thread pool, which
+    is busy with database calls under load (5.4 s under 100 writers)."""
+    return Response(_ALIVE, media_type=JSON)
 
 
 def _checks(services: Services) -> dict[str, str]:
