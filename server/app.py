@@ -32,7 +32,7 @@ from server import metrics
 from server.catalog_view import CatalogCache
 from server.deps import Services
 from server.errors import error_response, install_error_handlers
-from server.heap import freeze_startup_heap
+from server.heap import freeze_startup_heap, observe_pauses
 from server.images import ImageUrls
 from server.inference_client import remote_inference
 from server.lean import document_bodies
@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         metrics.reap_dead_workers()
         log.debug("froze %d start-up objects out of the collector", freeze_startup_heap())
+        stop_observing_pauses = observe_pauses(metrics.observe_gc_pause)
         try:
             yield
         finally:
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if services.inference is not None:
                 await services.inference.close()
             services.db.dispose()
+            stop_observing_pauses()
             metrics.worker_exited()
 
     app = FastAPI(

@@ -17,6 +17,8 @@ happen a tenth as often, and each still walks only young objects, so each stays 
 from __future__ import annotations
 
 import gc
+import time
+from collections.abc import Callable
 
 YOUNG_THRESHOLD = 7_000
 OLDER_THRESHOLDS = (10, 10)  # CPython's defaults for generations 1 and 2
@@ -29,3 +31,19 @@ def freeze_startup_heap() -> int:
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
     return gc.get_freeze_count()
+
+
+def observe_pauses(record: Callable[[int, float], None]) -> Callable[[], None]:
+    """Call `record(generation, seconds)` after every collection in this process, so the
+    pauses this module is about are visible in production (/metrics), not only in a
+    benchmark. Returns the function that stops it."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            record(info["generation"], time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+    return lambda: gc.callbacks.remove(callback)

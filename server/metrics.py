@@ -93,6 +93,19 @@ POOL_SIZE = Gauge(
 )
 
 
+GC_PAUSE = Histogram(
+    "hollang_gc_pause_seconds",
+    "Pauses of the cyclic garbage collector in the workers, by generation.",
+    ["generation"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+_GC_SERIES = tuple(GC_PAUSE.labels(str(generation)) for generation in range(3))
+
+
+def observe_gc_pause(generation: int, seconds: float) -> None:
+    _GC_SERIES[generation].observe(seconds)
+
+
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REQUEST_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 

@@ -107,6 +107,11 @@ def test_every_worker_froze_its_start_up_heap(tmp_path: Path) -> None:
         assert len(frozen) == 2, "the second worker never answered"
         # A loaded worker holds hundreds of thousands of objects; all of them are frozen.
         assert all(count > 50_000 for count in frozen.values()), frozen
+        # Collections are rare enough now that a short test cannot count on one happening;
+        # the pause histogram of every generation is exported all the same.
+        exposition = http.get("/metrics").text
+        for generation in range(3):
+            assert f'hollang_gc_pause_seconds_count{{generation="{generation}"}}' in exposition
 
 
 @pytest.mark.mysql
