@@ -147,7 +147,12 @@ def _insert_ids(
     connection.execute(plain, rows)
     column = table.c[parent]
     values = [row[parent] for row in rows]
-    found = dict(connection.execute(select(column, table.c.id).where(column.in_(values))).tuples())
+    found = {
+        value: row_id
+        for value, row_id in connection.execute(
+            select(column, table.c.id).where(column.in_(values))
+        )
+    }
     return [int(found[value]) for value in values]
 
 

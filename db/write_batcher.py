@@ -133,9 +133,7 @@ class SubmissionWriter(AdaptiveBatcher[PendingWrite, WriteResult]):
                 for index in writers:
                     outcomes[index] = self._write_alone(items[index], outcomes)
         else:
-            self.stats.record(len(writers), time.perf_counter() - started)
-            if self._observe is not None:
-                self._observe(len(writers))
+            self._committed(len(writers), started)
             for index, result in zip(writers, written, strict=True):
                 outcomes[index] = result
         for index, item in enumerate(items):
@@ -168,10 +166,18 @@ class SubmissionWriter(AdaptiveBatcher[PendingWrite, WriteResult]):
         down = [o for o in outcomes if isinstance(o, Exception) and not _may_lie_in_one_row(o)]
         if down:
             return down[0]
+        started = time.perf_counter()
         try:
-            return self._db.transact_core(lambda c: self._transaction(c, [item]))[0]
+            result = self._db.transact_core(lambda c: self._transaction(c, [item]))[0]
         except Exception as exc:
             return self._recover(item, exc)
+        self._committed(1, started)
+        return result
+
+    def _committed(self, size: int, started: float) -> None:
+        self.stats.record(size, time.perf_counter() - started)
+        if self._observe is not None:
+            self._observe(size)
 
     def _recover(self, item: PendingWrite, exc: Exception) -> WriteResult | BaseException:
         """A keyed write that lost to another process's commit of its key replays that one
