@@ -9,7 +9,13 @@ strategies run on both backends: RETURNING (SQLite, MariaDB) and the MySQL 8 one
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +24,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from benchmarks.load import Tally, audit, run_load
+from benchmarks.scratch import free_port, stop_process, wait_until_ready
 from db.catalog import read_catalog
 from db.idempotency import KeyReused, StoredResponse
 from db.models import IdempotencyKey, Recommendation, RecommendationHobby, TestResponse, User
@@ -332,3 +340,76 @@ def test_a_bad_submission_among_concurrent_ones_gets_503_and_writes_nothing(
     with service.client() as client:
         count = client.get("/test-responses/count").json()["data"]["testResponse"]["count"]
     assert count == after["test_response"]
+
+
+# ---- a crash of the whole service under load ----
+
+
+def serve(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`hollang serve --workers 2` in a process group of its own (so SIGKILL takes all)."""
+    hollang = str(Path(sys.executable).with_name("hollang"))
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [hollang, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_until_ready(
+        process, f"http://127.0.0.1:{port}/health/ready", log=log, in_a_row=4, interval=0.05
+    )
+    return process
+
+
+def test_kill_9_under_load_loses_no_acknowledged_submission(
+    database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL to every process of a real `hollang serve` while 32 clients submit, then a new
+    one on the same port. Clients retry unanswered submissions with their keys, as a browser
+    would, so the audit is exact: every acknowledged submission is stored, once, whole,
+    counted; nothing was stored that nobody was told about in the end."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "HOLLANG_DATABASE_URL": database_url,
+        "HOLLANG_DATA_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    first = serve(port, env, log)
+    result: dict[str, tuple[Tally, float]] = {}
+    load = threading.Thread(
+        target=lambda: result.setdefault(
+            "load", asyncio.run(run_load(url, 32, 5.0, retry_grace=40.0))
+        )
+    )
+    load.start()
+    try:
+        time.sleep(2.0)  # batches are flowing
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+        second = serve(port, env, log)
+        try:
+            load.join(120)
+            assert not load.is_alive()
+            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        finally:
+            stop_process(second, timeout=60)
+    finally:
+        if first.poll() is None:  # pragma: no cover - only if the kill itself failed
+            os.killpg(first.pid, signal.SIGKILL)
+    tally, _ = result["load"]
+    assert tally.errors or any(s.endswith(" 503") for s in tally.statuses), "no crash was seen"
+    assert tally.retries > 0 and tally.unfinished == 0
+    assert len(tally.acked) > 30
+    checks = audit(database_url, tally)
+    for name, (got, want) in checks.items():
+        assert got == want, (name, got, want)
+    # The second service wrote batches of more than one under the 32 clients.
+    count = float(re.search(r"^hollang_write_batch_size_count (\S+)$", metrics, re.M)[1])  # type: ignore[index]
+    ones = float(
+        re.search(r'^hollang_write_batch_size_bucket\{le="1\.0"\} (\S+)$', metrics, re.M)[1]  # type: ignore[index]
+    )
+    assert count > ones, (count, ones)
