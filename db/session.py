@@ -29,6 +29,7 @@ _DEADLOCK = 1213  # MySQL rolled the whole transaction back at once; running it 
 # connection for a while after any database error (see `_ping_when_in_doubt`).
 PING_AFTER_IDLE = 1.0  # seconds
 PING_AFTER_ERROR = 10.0  # seconds
+MULTI_STATEMENTS = 1 << 16  # MySQL's CLIENT.MULTI_STATEMENTS capability flag
 T = TypeVar("T")
 
 
@@ -44,8 +45,11 @@ def is_retryable(exc: BaseException) -> bool:
     return bool(args) and args[0] == _DEADLOCK
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
-    """An engine tuned for its backend."""
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, multi_statements: bool = False
+) -> Engine:
+    """An engine tuned for its backend. `multi_statements` (MySQL only): its connections run
+    scripts of several statements sent at once; only the write batcher's engine has it."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -60,6 +64,8 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
     if parsed.get_backend_name() == "mysql":
         query = dict(parsed.query)
         query.setdefault("charset", "utf8mb4")
+        if multi_statements:  # the dialect adds CLIENT.FOUND_ROWS to it, as it always does
+            query["client_flag"] = str(MULTI_STATEMENTS)
         parsed = parsed.set(query=query)
         engine = create_engine(
             parsed,
@@ -142,6 +148,11 @@ class Database:
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
+        # The write batcher's connections (`transact_core`): on MySQL a small pool of its
+        # own whose connections accept multi-statement scripts (db/recommendations.py).
+        self._core_engine: Engine = self._write_engine
+        if self.backend == "mysql":
+            self._core_engine = make_engine(url, pool_size=2, max_overflow=0, multi_statements=True)
 
     @property
     def backend(self) -> str:
@@ -162,7 +173,7 @@ class Database:
     def write_connection(self) -> Iterator[Connection]:
         """`write()` without the ORM: a Core connection in one write transaction. The
         session's layers cost more CPU than a batched write's statements (README)."""
-        with self._write_engine.begin() as connection:
+        with self._core_engine.begin() as connection:
             yield connection
 
     def transact(self, work: Callable[[Session], T], attempts: int = 4) -> T:
@@ -189,6 +200,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._core_engine is not self._write_engine:
+            self._core_engine.dispose()
 
 
 def _retrying(once: Callable[[], T], attempts: int) -> T:

@@ -79,11 +79,14 @@ class SubmissionWriter(AdaptiveBatcher[PendingWrite, WriteResult]):
         settings: BatchSettings,
         observe: Callable[[int], None] | None = None,
         returning: bool | None = None,
+        script: bool | None = None,
     ) -> None:
         super().__init__(settings, BatchStats())
         self._db = db
         self._observe = observe
-        self._returning = returning  # None: RETURNING where the database has it
+        # None: what the database does best (`write_submissions`); tests force each way
+        self._returning = returning
+        self._script = script
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hollang-writes")
 
     async def close(self) -> None:
@@ -199,7 +202,10 @@ class SubmissionWriter(AdaptiveBatcher[PendingWrite, WriteResult]):
                 _INSERT_KEYS, [{"key": i.key, "request_sha256": i.request_sha256} for i in keyed]
             )
         recorded = write_submissions(
-            connection, [item.submission for item in items], returning=self._returning
+            connection,
+            [item.submission for item in items],
+            returning=self._returning,
+            script=self._script,
         )
         results: list[WriteResult] = []
         bodies: dict[str, str] = {}

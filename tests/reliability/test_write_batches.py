@@ -1,9 +1,10 @@
 """The write batcher (`db/write_batcher.py`) against real databases, SQLite and MariaDB.
 
 Members of one batch are made certain by submitting them in the same event-loop tick: the
-flush loop starts only after all of them are queued, so they are taken together. Both id
-strategies run on both backends: RETURNING (SQLite, MariaDB) and the MySQL 8 one
-(`returning=False`: one insert per user, parents read back by their child's column).
+flush loop starts only after all of them are queued, so they are taken together. Every
+way of getting ids runs on both backends where it applies: the default (a multi-statement
+script on MariaDB, RETURNING on SQLite), RETURNING, and the MySQL 8 way (one insert per
+user, parents read back by their child's column).
 """
 
 from __future__ import annotations
@@ -122,16 +123,23 @@ def settings(max_batch: int = 64) -> BatchSettings:
     return BatchSettings(max_batch_size=max_batch, max_queue_delay=0.002)
 
 
-@pytest.mark.parametrize("returning", [None, False], ids=["returning", "mysql8-ids"])
+WAYS = {
+    "default": {},
+    "returning": {"script": False},
+    "mysql8-ids": {"script": False, "returning": False},
+}
+
+
+@pytest.mark.parametrize("way", list(WAYS))
 def test_one_bad_member_fails_alone_and_the_rest_of_its_batch_commits(
-    db: Database, returning: bool | None
+    db: Database, way: str
 ) -> None:
     poison_trigger(db)
     names = ["하나", "둘", POISON, "넷", "다섯", "여섯"]
     items = [PendingWrite(make_submission(db, n, hobbies=i % 4)) for i, n in enumerate(names)]
 
     async def run() -> tuple[list[Recorded | StoredResponse | BaseException], SubmissionWriter]:
-        writer = SubmissionWriter(db, settings(), returning=returning)
+        writer = SubmissionWriter(db, settings(), **WAYS[way])
         try:
             return await one_batch(writer, items), writer
         finally:
@@ -160,15 +168,13 @@ def test_one_bad_member_fails_alone_and_the_rest_of_its_batch_commits(
     assert totals(db) == (5, 5, 5)  # the bad member wrote nothing, not even its user
 
 
-@pytest.mark.parametrize("returning", [None, False], ids=["returning", "mysql8-ids"])
-def test_a_batch_is_one_transaction_with_every_callers_own_ids(
-    db: Database, returning: bool | None
-) -> None:
+@pytest.mark.parametrize("way", list(WAYS))
+def test_a_batch_is_one_transaction_with_every_callers_own_ids(db: Database, way: str) -> None:
     names = [f"사람{i}" for i in range(20)]
     items = [PendingWrite(make_submission(db, n, hobbies=i % 5)) for i, n in enumerate(names)]
 
     async def run() -> tuple[list[Recorded | StoredResponse | BaseException], SubmissionWriter]:
-        writer = SubmissionWriter(db, settings(max_batch=8), returning=returning)
+        writer = SubmissionWriter(db, settings(max_batch=8), **WAYS[way])
         try:
             return await one_batch(writer, items), writer
         finally:
