@@ -94,8 +94,8 @@ def _ping_when_in_doubt(engine: Engine) -> None:
     per checkout measured here (README, Batched submissions), to catch a server that went
     away, which a busy connection finds out on its first statement anyway. That first
     failure invalidates the whole pool (SQLAlchemy's default on a disconnect), so the next
-    checkouts reconnect,
-    and the error window makes every checkout ping while the server may still be flapping.
+    checkouts reconnect, and the error window makes every checkout ping while the server
+    may still be flapping.
     A ping that fails raises `DisconnectionError`, on which the pool replaces the connection
     and tries again, exactly as pre-ping does. Fresh connections are never pinged.
     """
