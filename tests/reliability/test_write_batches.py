@@ -30,7 +30,7 @@ from benchmarks.scratch import free_port, stop_process, wait_until_ready
 from db.catalog import read_catalog
 from db.idempotency import KeyReused, StoredResponse
 from db.models import IdempotencyKey, Recommendation, RecommendationHobby, TestResponse, User
-from db.recommendations import Recorded, Submission, count_test_responses
+from db.recommendations import Recorded, Submission, accepts_scripts, count_test_responses
 from db.session import Database
 from db.write_batcher import PendingWrite, SubmissionWriter
 from model.batcher import BatchSettings
@@ -262,6 +262,14 @@ def test_close_writes_everything_queued(db: Database) -> None:
     results = asyncio.run(run())
     assert all(isinstance(r, Recorded) for r in results)
     assert totals(db) == (10, 10, 10)
+
+
+def test_only_the_writers_connections_accept_scripts(db: Database) -> None:
+    """MySQL's multi-statement flag is on the batcher's own pool, not on the request pool."""
+    with db.write_connection() as connection:
+        assert accepts_scripts(connection) == (db.backend == "mysql")
+    with db.engine.connect() as connection:
+        assert not accepts_scripts(connection)
 
 
 # ---- through the HTTP API ----
