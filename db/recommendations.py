@@ -59,6 +59,7 @@ from db.models import (
     TEST_RESPONSES,
     Counter,
     Hobby,
+    IdempotencyKey,
     Recommendation,
     RecommendationHobby,
     Survey,
@@ -119,6 +120,7 @@ _RETURNING = {
     for table in (_USERS, _RESPONSES, _RECOMMENDATIONS)
 }
 _INSERT_DETAILS = insert(TestResponseDetail)
+_INSERT_KEYS = insert(IdempotencyKey)
 _INSERT_LINKS = insert(RecommendationHobby)
 _BUMP_HOBBIES = (
     update(Hobby)
@@ -187,18 +189,24 @@ def write_submissions(
     *,
     returning: bool | None = None,
     script: bool | None = None,
+    keys: Sequence[tuple[str, str]] = (),
 ) -> list[Recorded]:
     """Store every submission (users, test responses, their answers, recommendations and
     ranked hobbies), bump each named hobby's count and the total: one transaction, the
-    caller's. By default (None) a script where the connection accepts one, else RETURNING
-    where the database has it (see the module docstring); tests force each path with
-    `script=False` and `returning=False` (the MySQL 8 path) on every backend."""
+    caller's. `keys` ((key, request hash) pairs) are idempotency-key rows inserted first,
+    before anything else (`db/write_batcher.py` fills them once the ids are known).
+
+    By default (None) a script where the connection accepts one, else RETURNING where the
+    database has it (see the module docstring); tests force each path with `script=False`
+    and `returning=False` (the MySQL 8 path) on every backend."""
     if not submissions:
         return []
     if script is None:
         script = accepts_scripts(connection)
     if script:
-        return _write_script(connection, submissions)
+        return _write_script(connection, submissions, keys)
+    if keys:
+        connection.execute(_INSERT_KEYS, [{"key": key, "request_sha256": sha} for key, sha in keys])
     if returning is None:
         returning = has_returning(connection)
     user_ids = _insert_ids(
@@ -272,10 +280,16 @@ _SCRIPT_MEMBER = (
 )
 
 
-def _write_script(connection: Connection, submissions: Sequence[Submission]) -> list[Recorded]:
+def _write_script(
+    connection: Connection, submissions: Sequence[Submission], keys: Sequence[tuple[str, str]]
+) -> list[Recorded]:
     """`write_submissions` as one multi-statement script (see the module docstring)."""
     parts: list[str] = []
     args: list[Any] = []
+    if keys:
+        values = ",".join("(%s, %s)" for _ in keys)
+        parts.append(f"INSERT INTO idempotency_key (`key`, request_sha256) VALUES {values};")
+        args += [part for pair in keys for part in pair]
     increments: dict[int, int] = {}
     links: list[str] = []
     for i, s in enumerate(submissions):

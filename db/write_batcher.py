@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, case, insert, update
+from sqlalchemy import Connection, bindparam, case, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -46,7 +46,6 @@ from model.batcher import AdaptiveBatcher, BatchSettings, BatchStats
 OK = 200
 # Not a member's fault: lock wait timeout, and the client's connection errors (MySQL/MariaDB)
 _DATABASE_FAILING = frozenset({1205, 2002, 2003, 2005, 2006, 2013, 2055})
-_INSERT_KEYS = insert(IdempotencyKey)
 _FILL_ONE_KEY = (
     update(IdempotencyKey)
     .where(IdempotencyKey.key == bindparam("k"))
@@ -196,16 +195,14 @@ class SubmissionWriter(AdaptiveBatcher[PendingWrite, WriteResult]):
     def _transaction(
         self, connection: Connection, items: Sequence[PendingWrite]
     ) -> list[WriteResult]:
-        keyed = [item for item in items if item.key is not None]
-        if keyed:  # first, as run_once does: a racing writer of the same key waits here
-            connection.execute(
-                _INSERT_KEYS, [{"key": i.key, "request_sha256": i.request_sha256} for i in keyed]
-            )
+        # The keys' rows go first, as in run_once: a racing writer of the same key waits there.
+        keys = [(item.key, item.request_sha256) for item in items if item.key is not None]
         recorded = write_submissions(
             connection,
             [item.submission for item in items],
             returning=self._returning,
             script=self._script,
+            keys=keys,
         )
         results: list[WriteResult] = []
         bodies: dict[str, str] = {}
