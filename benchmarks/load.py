@@ -55,6 +55,7 @@ from benchmarks.scratch import (  # noqa: E402
     wait_until_ready,
 )
 from db.models import (  # noqa: E402
+    TEST_RESPONSES,
     Hobby,
     IdempotencyKey,
     Recommendation,
@@ -64,6 +65,7 @@ from db.models import (  # noqa: E402
     TestResponseDetail,
     User,
 )
+from db.models import Counter as TotalCounter  # noqa: E402
 
 NAMES = ("홀랑", "취미", "load", "민수", "Ann", "지영", "테스트", "bob")
 RETRYABLE = frozenset({502, 503, 504})
@@ -257,6 +259,10 @@ def audit(database_url: str, tally: Tally) -> dict[str, Any]:
             acked_ids = set(tally.acked)
             responses = scalar(select(func.count()).select_from(TestResponse))
             checks["test responses == acknowledged POSTs"] = (responses, len(acked_ids))
+            checks["test-response counter == test responses"] = (
+                scalar(select(TotalCounter.value).where(TotalCounter.name == TEST_RESPONSES)),
+                responses,
+            )
             checks["users == test responses"] = (
                 scalar(select(func.count()).select_from(User)),
                 responses,

@@ -4,7 +4,8 @@ Additions to the original, each for a reason: `hobby.active` / `hobby_type.activ
 catalogue retires entries without breaking stored rows that point at them),
 `recommendation.model_version` (which model produced it), `test_response.test_id` (which
 test was answered), `catalog_version` (what catalogue is loaded) and `idempotency_key`
-(a retried POST is answered from it instead of stored twice). MySQL tables are
+(a retried POST is answered from it instead of stored twice) and `counter` (exact totals
+kept in the writers' transactions, so counting costs the same at any size). MySQL tables are
 InnoDB/utf8mb4 so Korean text and foreign keys work.
 """
 
@@ -214,3 +215,18 @@ class IdempotencyKey(Timestamped, Base):
     # Filled by the same transaction that inserted the row, so never seen empty by others.
     response_status: Mapped[int | None] = mapped_column(SmallInteger)
     response_body: Mapped[str | None] = mapped_column(Text)
+
+
+class Counter(Base):
+    """An exact running total, bumped (+k, never read-modify-write) in the same transaction
+    that writes the k rows it counts, so reading it is one primary-key lookup however large
+    the table grows; `SELECT COUNT(*)` on InnoDB scans an index (90-140 ms at a million
+    rows). Seeded from COUNT(*) by migration 0003."""
+
+    __tablename__ = "counter"
+    __table_args__ = (MYSQL,)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+TEST_RESPONSES = "test_response"  # the counter of stored test responses (submissions)

@@ -11,6 +11,10 @@ accumulates, so under load batches grow by themselves.
 
 The queue is bounded: past `max_queue_size` waiting rows, `submit` raises `Overloaded`
 at once instead of letting latency grow without limit.
+
+The gathering rule itself is `AdaptiveBatcher`, generic over what is batched; the database
+write path (`db/write_batcher.py`) batches submissions with it. This module imports nothing
+of the database.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 
 RunFunction = Callable[[np.ndarray], np.ndarray]
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 class Overloaded(RuntimeError):
@@ -64,33 +71,19 @@ class BatchSettings:
     max_inline_seconds: float = 0.0002
 
 
-class MicroBatcher:
-    """Gathers concurrent `submit` calls into batched `run` calls.
+class AdaptiveBatcher(Generic[In, Out]):
+    """The gathering rule, for items of any kind: one flush loop takes what is queued (up to
+    `max_batch_size`), gathers more only while callers keep arriving (see `_fill`), and
+    hands the batch to `_run_batch`, which must settle every future of it."""
 
-    `inline_rows`: batches of at most this many rows run on the event loop instead of the
-    executor. For a model whose batch costs less than a thread hand-off (the bundled MLP:
-    ~13 µs for one row, ~10-20 µs for 64, against ~50-100 µs for the hand-off and the
-    wake-ups it costs on a small machine), the hand-off is pure overhead: the loop would
-    wait that long anyway, blocked on nothing. The owner decides from the model's measured
-    cost (`ModelEngine`); the default 0 always uses the executor.
-    """
+    what = "batch"  # names the queue in the Overloaded message
 
-    def __init__(
-        self,
-        run: RunFunction,
-        settings: BatchSettings,
-        executor: Executor | None = None,
-        stats: BatchStats | None = None,
-        inline_rows: int = 0,
-    ) -> None:
+    def __init__(self, settings: BatchSettings, stats: BatchStats | None = None) -> None:
         if settings.max_batch_size < 1 or settings.max_queue_size < 1:
             raise ValueError("max_batch_size and max_queue_size must be at least 1")
-        self._run = run
         self._settings = settings
-        self._executor = executor
-        self._inline_rows = inline_rows
         self.stats = stats if stats is not None else BatchStats()
-        self._pending: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
+        self._pending: deque[tuple[In, asyncio.Future[Out]]] = deque()
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -99,22 +92,22 @@ class MicroBatcher:
     def queue_depth(self) -> int:
         return len(self._pending)
 
-    async def submit(self, row: np.ndarray) -> np.ndarray:
-        """Queue one input row and wait for its output row."""
+    async def submit(self, item: In) -> Out:
+        """Queue one item and wait for its result."""
         if self._closing:
             raise BatcherClosed("the batcher is closed")
         if len(self._pending) >= self._settings.max_queue_size:
             self.stats.rejected += 1
-            raise Overloaded(f"inference queue is full ({self._settings.max_queue_size} waiting)")
+            raise Overloaded(f"{self.what} queue is full ({self._settings.max_queue_size} waiting)")
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._flush_loop())
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._pending.append((row, future))
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
         self._wakeup.set()
         return await future
 
     async def close(self) -> None:
-        """Stop accepting rows, finish everything queued, then stop the loop."""
+        """Stop accepting items, finish everything queued, then stop the loop."""
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
@@ -134,18 +127,19 @@ class MicroBatcher:
                 and self._settings.max_queue_delay > 0
             ):
                 await self._fill(batch)
-            await self._run_batch(batch)
+            if batch:
+                await self._run_batch(batch)
 
-    def _take(self, limit: int) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
-        batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+    def _take(self, limit: int) -> list[tuple[In, asyncio.Future[Out]]]:
+        batch: list[tuple[In, asyncio.Future[Out]]] = []
         while self._pending and len(batch) < limit:
-            row, future = self._pending.popleft()
+            item, future = self._pending.popleft()
             if not future.cancelled():  # the caller went away (client disconnected)
-                batch.append((row, future))
+                batch.append((item, future))
         return batch
 
-    async def _fill(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
-        """Gather more rows while callers keep arriving, for at most `max_queue_delay`.
+    async def _fill(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        """Gather more items while callers keep arriving, for at most `max_queue_delay`.
 
         Each round yields the event loop once, so requests that are already parsed and
         about to submit join this batch. The first round that brings nobody ends the wait:
@@ -158,6 +152,36 @@ class MicroBatcher:
             if not self._pending:
                 return
             batch.extend(self._take(limit - len(batch)))
+
+    async def _run_batch(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        raise NotImplementedError
+
+
+class MicroBatcher(AdaptiveBatcher[np.ndarray, np.ndarray]):
+    """Gathers concurrent `submit` calls into batched `run` calls.
+
+    `inline_rows`: batches of at most this many rows run on the event loop instead of the
+    executor. For a model whose batch costs less than a thread hand-off (the bundled MLP:
+    ~13 µs for one row, ~10-20 µs for 64, against ~50-100 µs for the hand-off and the
+    wake-ups it costs on a small machine), the hand-off is pure overhead: the loop would
+    wait that long anyway, blocked on nothing. The owner decides from the model's measured
+    cost (`ModelEngine`); the default 0 always uses the executor.
+    """
+
+    what = "inference"
+
+    def __init__(
+        self,
+        run: RunFunction,
+        settings: BatchSettings,
+        executor: Executor | None = None,
+        stats: BatchStats | None = None,
+        inline_rows: int = 0,
+    ) -> None:
+        super().__init__(settings, stats)
+        self._run = run
+        self._executor = executor
+        self._inline_rows = inline_rows
 
     async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
         if not batch:

@@ -25,6 +25,7 @@ from db.catalog import (
 )
 from db.migrate import is_current, upgrade
 from db.session import Database
+from db.write_batcher import SubmissionWriter
 from model.batcher import Overloaded
 from model.engine import ModelEngine, NoModelLoaded
 from model.registry import ModelRegistry
@@ -110,6 +111,7 @@ async def build_services(settings: Settings) -> Services:
         engine=engine,
         models=models,
         objects=objects,
+        writes=SubmissionWriter(db, settings.write_batch, metrics.WRITE_BATCH_SIZE.observe),
         started_at=time.time(),
         inference=remote_inference(settings, lambda: catalog.catalog),
     )
@@ -146,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await services.engine.close()
+            await services.writes.close()  # writes and commits every queued submission
             if services.inference is not None:
                 await services.inference.close()
             services.db.dispose()

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from db.session import Database
+from db.write_batcher import SubmissionWriter
 from model.engine import ModelEngine
 from server.catalog_view import CatalogCache
 from server.errors import ApiError
@@ -29,6 +30,7 @@ class Services:
     engine: ModelEngine
     models: ModelService
     objects: ObjectStore
+    writes: SubmissionWriter
     started_at: float = field(default=0.0)
     inference: RemoteInference | None = None  # set by HOLLANG_INFERENCE_URL
 

@@ -8,7 +8,8 @@ served.
 
 Counters and histograms are recorded where things happen: requests by the observing
 middleware (`server.middleware`), batches by `ObservedBatchStats`, which the engine fills
-in place of its plain `BatchStats`. Gauges (queue depth, pool usage, active model) are
+in place of its plain `BatchStats`, and write batches by the write batcher's `observe`
+callback (`WRITE_BATCH_SIZE.observe`). Gauges (queue depth, pool usage, active model) are
 sampled every second by each worker and again by the worker that answers a scrape.
 """
 
@@ -59,6 +60,11 @@ BATCH_SIZE = Histogram(
     "hollang_inference_batch_size",
     "Rows per model run of the micro-batcher.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+)
+WRITE_BATCH_SIZE = Histogram(
+    "hollang_write_batch_size",
+    "Submissions per committed write transaction of the write batcher.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 INFERENCE = Histogram(
     "hollang_inference_seconds",

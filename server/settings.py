@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.batcher import BatchSettings
 
+# Submissions waiting for the writer beyond this get 503: far more than any pool drains in
+# the clients' patience, so only a database that stopped answering reaches it.
+WRITE_QUEUE_SIZE = 4096
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "model" / "bundled" / "default.onnx"
 
 
@@ -36,6 +39,10 @@ class Settings(BaseSettings):
     max_inline_us: float = Field(
         default=200, ge=0, le=100_000, description="batches faster than this skip the thread"
     )
+    # The write batcher (db/write_batcher.py): submissions that arrive together share one
+    # transaction. Waited only while more keep arriving, as for inference.
+    write_max_batch: int = Field(default=64, ge=1, le=1024)
+    write_max_delay_ms: float = Field(default=2.0, ge=0, le=100)
     model_poll_interval: float = Field(default=2.0, gt=0, description="seconds")
     catalog_poll_interval: float = Field(default=10.0, gt=0, description="seconds")
     max_model_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
@@ -94,6 +101,14 @@ class Settings(BaseSettings):
     @property
     def objects_dir(self) -> Path:
         return self.data_dir / "objects"
+
+    @property
+    def write_batch(self) -> BatchSettings:
+        return BatchSettings(
+            max_batch_size=self.write_max_batch,
+            max_queue_delay=self.write_max_delay_ms / 1000,
+            max_queue_size=WRITE_QUEUE_SIZE,
+        )
 
     @property
     def batch(self) -> BatchSettings:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from db.idempotency import KeyReused, fingerprint, lookup, run_once
-from db.recommendations import Recorded, Submission, count_test_responses, record_submission
+from db.idempotency import KeyReused, StoredResponse, fingerprint, lookup
+from db.recommendations import Recorded, Submission, count_test_responses
+from db.write_batcher import PendingWrite
 from server.deps import ServicesDep
 from server.errors import ApiError
 from server.idempotency import (
@@ -43,7 +44,8 @@ async def create_test_response(
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Envelope[TestResponseCreated] | Response:
-    """Score the answers, run the model in-process, store everything in one transaction.
+    """Score the answers, run the model in-process, store everything in one transaction
+    (shared with the submissions that arrived at the same time: `db/write_batcher.py`).
 
     With an `Idempotency-Key`, a retry returns the first response and stores nothing."""
     answers = body.answers()
@@ -82,21 +84,21 @@ async def create_test_response(
             ),
         )
 
-    if key is None:
-        recorded = await run_in_threadpool(
-            services.db.transact, lambda session: record_submission(session, submission)
-        )
-        return created(recorded)
+    def render(recorded: Recorded) -> str:
+        return created(recorded).model_dump_json(by_alias=True)
 
-    def keyed_work(session: Session) -> tuple[int, str]:
-        envelope = created(record_submission(session, submission))
-        return 200, envelope.model_dump_json(by_alias=True)
-
+    pending = PendingWrite(submission, key, request_sha256, render if key else None)
     try:
-        stored = await run_in_threadpool(run_once, services.db, key, request_sha256, keyed_work)
+        written = await services.writes.submit(pending)
     except KeyReused:  # another request committed this key with another body meanwhile
         raise key_reused() from None
-    return stored_response(stored)
+    except (IntegrityError, DataError):  # the database refused this one submission's rows
+        raise ApiError(
+            503, "The database refused to store this submission.", headers={"Retry-After": "2"}
+        ) from None
+    if isinstance(written, StoredResponse):
+        return stored_response(written)
+    return created(written)
 
 
 @router.get("/test-responses/count", response_model=Envelope[CountData], responses=ERRORS)

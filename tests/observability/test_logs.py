@@ -55,7 +55,7 @@ def test_json_logs_one_access_line_per_request_and_ids_in_error_logs(
         assert created.status_code == 200
         ids["created"] = created.headers["x-request-id"]
 
-        drop_tables(database_url, "test_response_detail", "test_response")
+        drop_tables(database_url, "test_response_detail", "test_response", "counter")
         broken = http.get("/test-responses/count", headers={"X-Request-ID": "broken-db-42"})
         assert broken.status_code in (500, 503)
         assert broken.headers["x-request-id"] == "broken-db-42"

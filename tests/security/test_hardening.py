@@ -250,6 +250,7 @@ def test_a_broken_database_gives_a_clean_5xx_without_sql_or_traces(
         "recommendation",
         "test_response_detail",
         "test_response",
+        "counter",
     )
     with breakable.client() as http:
         response = http.request(method, path, json=body)
