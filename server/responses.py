@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 JSON = "application/json"
 
@@ -22,3 +23,9 @@ def ok(message: str, data: Any, *, headers: dict[str, str] | None = None) -> Res
     """The success envelope `{"code": "OK", "message", "data"}` as one JSON response."""
     body = orjson.dumps({"code": "OK", "message": message, "data": data})
     return Response(body, media_type=JSON, headers=headers)
+
+
+def json_response(body: BaseModel) -> Response:
+    """A response model that is already validated (it was built from typed values),
+    serialized once by pydantic with its JSON (camelCase) names."""
+    return Response(body.model_dump_json(by_alias=True), media_type=JSON)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from fastapi.responses import Response
 
 from db.recommendations import (
     NotFound,
@@ -15,6 +16,7 @@ from db.recommendations import (
 )
 from server.deps import Services, ServicesDep
 from server.errors import ApiError
+from server.responses import json_response
 from server.routes.docs import ERRORS
 from server.schemas import (
     Envelope,
@@ -44,9 +46,8 @@ def _load(services: Services, recommendation_id: int) -> StoredRecommendation:
     response_model=Envelope[RecommendationData],
     responses=ERRORS,
 )
-def get_recommendation(
-    recommendation_id: RecommendationId, services: ServicesDep
-) -> Envelope[RecommendationData]:
+def get_recommendation(recommendation_id: RecommendationId, services: ServicesDep) -> Response:
+    """Serialized once (`json_response`), not re-validated against the response model."""
     stored = _load(services, recommendation_id)
     view = services.catalog.covering([h.hobby_id for h in stored.hobbies], stored.hobby_type_id)
     score_e, score_n, score_f, score_j = stored.scores
@@ -60,8 +61,8 @@ def get_recommendation(
         scores=ScoresOut(score_e=score_e, score_n=score_n, score_f=score_f, score_j=score_j),
         model_version=stored.model_version,
     )
-    return Envelope(
-        message="Fetched the recommendation.", data=RecommendationData(recommendation=out)
+    return json_response(
+        Envelope(message="Fetched the recommendation.", data=RecommendationData(recommendation=out))
     )
 
 
