@@ -19,6 +19,7 @@ from server.idempotency import (
     normalize_key,
     stored_response,
 )
+from server.responses import json_response
 from server.routes.docs import ERRORS
 from server.schemas import (
     CountData,
@@ -43,7 +44,7 @@ async def create_test_response(
     body: TestResponseIn,
     services: ServicesDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> Envelope[TestResponseCreated] | Response:
+) -> Response:
     """Score the answers, run the model in-process, store everything in one transaction
     (shared with the submissions that arrived at the same time: `db/write_batcher.py`).
 
@@ -98,7 +99,7 @@ async def create_test_response(
         ) from None
     if isinstance(written, StoredResponse):
         return stored_response(written)
-    return created(written)
+    return json_response(created(written))
 
 
 @router.get("/test-responses/count", response_model=Envelope[CountData], responses=ERRORS)
