@@ -112,8 +112,9 @@ def check_batches(
     """Run every batch size from 1 to `max_batch_size` over all 256 possible inputs.
 
     The batcher will ask for any of those sizes, so each must give finite logits, one row
-    per input, and for every row the same answer as that input alone. A size whose best
-    run is slower than `max_batch_seconds` refuses the model. Raises `ModelFileError`.
+    per input, and for every row the same answer as that input alone. A batch slower than
+    `max_batch_seconds` on each of three tries refuses the model. The cost recorded per
+    size (for the inline decision) is its fastest run. Raises `ModelFileError`.
     """
     inputs = all_score_inputs()
     count = len(inputs)
@@ -124,7 +125,16 @@ def check_batches(
         timings: list[float] = []
         for start in starts:
             rows = (np.arange(size) + start) % count
-            out = _timed_run(run, inputs[rows], size, label_count, timings)
+            tries: list[float] = []
+            out = _timed_run(run, inputs[rows], size, label_count, tries)
+            while tries[-1] > max_batch_seconds and len(tries) < 3:  # noise, or slow?
+                _timed_run(run, inputs[rows], size, label_count, tries)
+            timings += tries
+            if min(tries) > max_batch_seconds:  # every batch, not just the fastest
+                raise ModelFileError(
+                    f"a batch of {size} takes {min(tries) * 1000:.1f} ms, over the "
+                    f"{max_batch_seconds * 1000:g} ms budget (HOLLANG_MODEL_MAX_BATCH_MS)"
+                )
             if size == 1:
                 single[start] = out[0]
             elif not np.allclose(out, single[rows], rtol=1e-4, atol=1e-4):
@@ -133,14 +143,7 @@ def check_batches(
                     f"a batch of {size} does not give the batch-of-one answer for input "
                     f"{inputs[bad].astype(int).tolist()}"
                 )
-        while min(timings) > max_batch_seconds and len(timings) < 3:
-            _timed_run(run, inputs[np.arange(size) % count], size, label_count, timings)
-        seconds[size - 1] = min(timings)
-        if seconds[size - 1] > max_batch_seconds:
-            raise ModelFileError(
-                f"a batch of {size} takes {seconds[size - 1] * 1000:.1f} ms, over the "
-                f"{max_batch_seconds * 1000:g} ms budget (HOLLANG_MODEL_MAX_BATCH_MS)"
-            )
+        seconds[size - 1] = min(timings)  # the model's own cost, without machine noise
     return BatchCheck(batch_seconds=tuple(seconds), logits=single)
 
 

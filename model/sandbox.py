@@ -93,6 +93,9 @@ async def validate(
     }
     payload = json.dumps(header).encode() + b"\n" + data + (reference or b"")
     with tempfile.TemporaryDirectory(prefix="hollang-validate-") as scratch:
+        workdir, home = Path(scratch, "work"), Path(scratch, "home")
+        workdir.mkdir()
+        home.mkdir()
         read_end, write_end = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -104,8 +107,8 @@ async def validate(
                 str(limits.memory_mb),
                 str(int(limits.timeout) + _CPU_SLACK_SECONDS),
                 str(write_end),
-                cwd=scratch,
-                env=_child_environment(),
+                cwd=workdir,  # empty: no relative path can name anything
+                env=_child_environment(str(home)),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
@@ -208,9 +211,14 @@ def _read_verdict(
     raise ModelFileError(f"validation failed (exit {returncode}): {last[0][:300]}")
 
 
-def _child_environment() -> dict[str, str]:
+def _child_environment(home: str) -> dict[str, str]:
+    """Nothing of the service's own environment (database URL, credentials) but what
+    Python and BLAS need; HOME in the scratch directory, so caches land there too
+    (ONNX Runtime keeps one under ~/.cache)."""
     env = {name: os.environ[name] for name in _KEPT_ENVIRONMENT if name in os.environ}
     env.update(
+        HOME=home,
+        XDG_CACHE_HOME=os.path.join(home, ".cache"),
         PYTHONPATH=str(_PACKAGE_ROOT),
         OMP_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
