@@ -102,14 +102,15 @@ def test_a_hostile_upload_is_a_422_and_the_worker_keeps_answering(
 
 
 def _install_unvalidated(service: RunningService, data: bytes) -> LoadedModel | None:
-    """Put a model in the engine as if validation had missed it (all sizes "fast", so it
-    even runs on the event loop), on the server's own loop; returns the previous model."""
+    """Put a model in the engine as if validation had missed it, on the server's own loop;
+    returns the previous model. Its batches run on the inference thread (measured "slow"),
+    so a test can hold that thread while a crowd queues up into batches."""
     file = ModelFile.from_bytes(data)
     session = ort.InferenceSession(
         data, sess_options=session_options(), providers=["CPUExecutionProvider"]
     )
     model = LoadedModel(
-        file=file, session=session, loaded_at=time.time(), batch_seconds=(1e-6,) * 64
+        file=file, session=session, loaded_at=time.time(), batch_seconds=(1.0,) * 64
     )
     engine = service.app_services.engine
     loop = service.server.servers[0].get_loop()
@@ -157,6 +158,8 @@ def test_a_batch_with_unusable_outputs_fails_only_its_callers_and_stores_nothing
     try:
 
         async def crowd() -> list[httpx.Response]:
+            # Hold the inference thread while the crowd arrives: they queue into batches.
+            service.app_services.engine.executor.submit(time.sleep, 1.0)
             async with service.async_client() as client:
                 return list(
                     await asyncio.gather(*(client.post("/test-responses", json=b) for b in bodies))
