@@ -80,6 +80,8 @@ class ModelService:
         self.initial_model = initial_model
         self._catalog = catalog
         self._lock = asyncio.Lock()
+        # One validation at a time per worker: each child may use the whole memory limit.
+        self._validating = asyncio.Semaphore(1)
         self._refused_sha: str | None = None
         self.model_error: str | None = None  # a model this worker refused or could not load
         self.pointer_error: str | None = None  # the registry could not be read
@@ -173,12 +175,13 @@ class ModelService:
     ) -> tuple[LoadedModel, sandbox.Validated]:
         """The sandbox's verdict, then a session here for a model that passed."""
         labels = self._catalog().hobby_keys
-        validated = await sandbox.validate(
-            file.data,
-            labels,
-            self.limits,
-            reference=reference.file.data if reference is not None else None,
-        )
+        async with self._validating:
+            validated = await sandbox.validate(
+                file.data,
+                labels,
+                self.limits,
+                reference=reference.file.data if reference is not None else None,
+            )
         model = await asyncio.to_thread(load_model, file, checked=validated.check)
         return model, validated
 

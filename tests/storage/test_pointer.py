@@ -178,3 +178,29 @@ def test_a_pointer_corrupted_mid_run_keeps_the_model_until_activate_repairs_it(
 
             wait_for(repaired, 10, "the replica to follow the repaired pointer")
             assert status_of(client)[1]["data"]["status"] == "UP"
+
+
+def test_a_replica_refuses_a_hostile_pointer_target_and_keeps_serving(
+    published: tuple[StoreUnderTest, str],
+) -> None:
+    """The poll validates in the sandbox too: a model activated behind the CLI's back (here
+    straight through the registry) that gives NaN at batch sizes other than 1 and 256."""
+    from tests.model import hostile
+
+    objects, url = published
+    for service in start_service(objects.settings(url)):
+        with service.client() as client:
+            assert client.get("/info").json()["data"]["model"]["version"] == "pointer-1"
+            registry = ModelRegistry(objects.store)
+            bad = registry.publish(ModelFile.from_bytes(hostile.nan_at_other_sizes()))
+            registry.activate(bad, registry.read_pointer())
+
+            def refused() -> str | None:
+                error: str | None = client.get("/info").json()["data"]["model"]["lastError"]
+                return error
+
+            error = wait_for(refused, 15, "the replica to refuse the pointer's model")
+            assert "refused model nan-other-sizes: a batch of 2 returned non-finite" in error
+            assert client.get("/info").json()["data"]["model"]["version"] == "pointer-1"
+            assert client.post("/test-responses", json=submission()).status_code == 200
+            assert status_of(client)[1]["data"]["status"] == "DEGRADED"
