@@ -11,11 +11,17 @@ original weights (converted for the embedded side, loaded by PyTorch for the sta
   original inference server (benchmarks/standin: Flask's server, PyTorch, one request at a
   time), on this machine;
 - ``nobatch``: the embedded service with ``HOLLANG_MAX_BATCH_SIZE=1``;
-- ``standin``: the stand-in called directly.
+- ``standin``: the stand-in called directly;
+- the comparison servers of benchmarks/baselines, each the same /predict job on the same
+  model file with 2 workers: ``flask`` (a Flask route under gunicorn's sync workers, the
+  naive way), ``fastapi`` (a bare FastAPI route: pydantic request model, orjson out, no
+  middleware: what the framework costs) and ``raw`` (a raw ASGI app on uvicorn: what Python
+  and uvicorn cost, the ceiling).
 
 Scenarios: (1) POST /test-responses at concurrency 1, 16, 64, embedded vs remote; (2) the
-same, batching off vs on; (3) POST /predict (no database) embedded vs the stand-in called
-directly; (4) GET /tests and GET /recommendations/{id}; (5) the engine micro-benchmark
+same, batching off vs on; (3) POST /predict (no database) embedded vs the comparison servers
+and the stand-in called directly; (4) GET /tests and GET /recommendations/{id}, against
+our own /predict and the raw ASGI ceiling; (5) the engine micro-benchmark
 (benchmarks/engine.py), run after the servers are stopped.
 
 The load generator is wrk (a separate C process, one thread, a Lua script), bounded by
@@ -71,6 +77,7 @@ LUA = ROOT / "benchmarks" / "wrk" / "requests.lua"
 STANDIN = ROOT / "benchmarks" / "standin" / "app.py"
 BIN = Path(sys.executable).parent
 CONCURRENCY = (1, 16, 64)
+BASELINES = ("flask", "fastapi", "raw")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -91,7 +98,7 @@ class Cell:
     """One measurement: a request kind against one variant at one concurrency."""
 
     scenario: str  # test-responses | predict | tests | recommendation
-    variant: str  # embedded | remote | nobatch | standin
+    variant: str  # embedded | remote | nobatch | standin | flask | fastapi | raw
     concurrency: int
 
     @property
@@ -105,7 +112,7 @@ def cells() -> list[list[Cell]]:
     for c in CONCURRENCY:
         groups.append([Cell("test-responses", v, c) for v in ("embedded", "remote", "nobatch")])
     for c in CONCURRENCY:
-        groups.append([Cell("predict", v, c) for v in ("embedded", "standin")])
+        groups.append([Cell("predict", v, c) for v in ("embedded", *BASELINES, "standin")])
     groups.append([Cell("tests", "embedded", 64)])
     groups.append([Cell("recommendation", "embedded", 64)])
     return groups
@@ -170,6 +177,26 @@ def run_cli(*args: str, env: dict[str, str]) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"hollang {' '.join(args)} failed: {result.stderr[-2000:]}")
+
+
+def baseline_commands() -> dict[str, list[str]]:
+    """The comparison servers, with the same worker count and serving options as ours."""
+    uvicorn = [str(BIN / "uvicorn"), "--factory", "--workers", "2", "--port", "{port}"]
+    uvicorn += [
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    return {
+        "flask": [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}", "-k", "sync",
+                  "--log-level", "warning", "benchmarks.baselines.flask_app:app"],
+        "fastapi": [*uvicorn, "benchmarks.baselines.fastapi_app:create_app"],
+        "raw": [*uvicorn, "benchmarks.baselines.raw_asgi:create_app"],
+    }  # fmt: skip
 
 
 # ---- request files ----
@@ -265,6 +292,8 @@ def measure(
 ) -> dict[str, Any]:
     if cell.scenario == "predict" and cell.variant == "standin":
         server, method, path, lines = servers["standin"], "POST", "/test-responses", "standin"
+    elif cell.scenario == "predict" and cell.variant in BASELINES:
+        server, method, path, lines = servers[cell.variant], "POST", "/predict", "predict"
     elif cell.scenario in ("test-responses", "predict"):
         server, method, path, lines = (
             servers[cell.variant],
@@ -336,6 +365,18 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]
             "predict_embedded_vs_standin_throughput": paired(pe, ps, "throughput_per_s"),
             "predict_embedded_vs_standin_p99": paired(pe, ps, "p99_ms"),
         }
+        for base in BASELINES:
+            pb = f"predict/{base}/c{c}"
+            out[f"c{c}"][f"predict_embedded_vs_{base}_throughput"] = paired(
+                pe, pb, "throughput_per_s"
+            )
+            out[f"c{c}"][f"predict_embedded_vs_{base}_p99"] = paired(pe, pb, "p99_ms")
+    for read in ("tests", "recommendation"):
+        for against in ("embedded", "raw"):
+            out["reads"] = out.get("reads", {})
+            out["reads"][f"{read}_vs_predict_{against}_throughput"] = paired(
+                f"{read}/embedded/c64", f"predict/{against}/c64", "throughput_per_s"
+            )
     return out
 
 
@@ -448,8 +489,18 @@ def main(argv: list[str] | None = None) -> int:
             servers[name] = stack.enter_context(
                 launched(name, serve, {**env, **extra}, work / f"{name}.log")
             )
+        for name, command in baseline_commands().items():
+            servers[name] = stack.enter_context(
+                launched(
+                    name,
+                    command,
+                    {"HOLLANG_BENCH_MODEL": env["HOLLANG_MODEL_PATH"], "PYTHONPATH": str(ROOT)},
+                    work / f"{name}.log",
+                )
+            )
         for name, server in servers.items():
-            wait_ready(server, "/health" if name == "standin" else "/health/ready", work)
+            ready_path = "/health/ready" if name in variants else "/health"
+            wait_ready(server, ready_path, work)
         files["recommendation"] = recommendation_paths(
             servers["embedded"].url, files["test-responses"], work / "recs.txt", budget.records
         )
@@ -467,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for warm in ("embedded", "remote", "nobatch"):  # first requests pay for imports
             measure(Cell("test-responses", warm, 16), servers, files, budget.warmup_seconds)
-        measure(Cell("predict", "standin", 16), servers, files, budget.warmup_seconds)
+        for warm in ("standin", *BASELINES):
+            measure(Cell("predict", warm, 16), servers, files, budget.warmup_seconds)
         for round_index in range(budget.rounds):
             for group in groups:
                 shift = round_index % len(group)

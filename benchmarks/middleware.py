@@ -17,20 +17,14 @@ import tempfile
 import time
 from typing import Any
 
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
 from server import middleware
 from server.app import create_app
-from server.logs import make_handler
+from server.logs import make_handler, skip_unused_record_fields
 from server.settings import Settings
 
-OURS = (
-    middleware.BodySizeLimit,
-    middleware.SecurityHeaders,
-    middleware.RequestObserver,
-    CorrelationIdMiddleware,
-)
+OURS = (middleware.BodySizeLimit, middleware.RequestEdge)
 PATH = "/no-such-route"  # answered by the app's own 404 handler: async, no database
 
 
@@ -72,6 +66,7 @@ async def median_seconds(app: FastAPI, requests: int) -> float:
 
 
 async def main(access_log: bool) -> None:
+    skip_unused_record_fields()  # as configure_logging does in a served process
     handler = make_handler("json")
     handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
     logging.getLogger().addHandler(handler)

@@ -6,12 +6,23 @@ from pathlib import Path
 from typing import Any
 
 CONCURRENCY = (1, 16, 64)
-COLORS = {"embedded": "#1b7837", "remote": "#c51b7d", "nobatch": "#7fbc41", "standin": "#8e0152"}
+COLORS = {
+    "embedded": "#1b7837",
+    "remote": "#c51b7d",
+    "nobatch": "#7fbc41",
+    "standin": "#8e0152",
+    "flask": "#e08214",
+    "fastapi": "#2166ac",
+    "raw": "#777777",
+}
 LABELS = {
     "embedded": "embedded (in-process, batching)",
     "remote": "remote (HTTP to Flask/PyTorch stand-in)",
     "nobatch": "embedded, batching off",
     "standin": "stand-in called directly",
+    "flask": "Flask + gunicorn, ONNX Runtime",
+    "fastapi": "bare FastAPI route",
+    "raw": "raw ASGI (the ceiling)",
 }
 
 
@@ -39,7 +50,7 @@ def write_plots(result: dict[str, Any], out: Path, prefix: str) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, scenario, variants in (
         (axes[0], "test-responses", ("embedded", "nobatch", "remote")),
-        (axes[1], "predict", ("embedded", "standin")),
+        (axes[1], "predict", ("embedded", "flask", "fastapi", "raw", "standin")),
     ):
         for variant in variants:
             key = f"{scenario}/{variant}/c64"
@@ -64,7 +75,7 @@ def write_plots(result: dict[str, Any], out: Path, prefix: str) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, scenario, variants in (
         (axes[0], "test-responses", ("embedded", "nobatch", "remote")),
-        (axes[1], "predict", ("embedded", "standin")),
+        (axes[1], "predict", ("embedded", "flask", "fastapi", "raw", "standin")),
     ):
         for variant in variants:
             ys = [
@@ -79,7 +90,7 @@ def write_plots(result: dict[str, Any], out: Path, prefix: str) -> list[Path]:
         title = (
             "POST /test-responses (MariaDB)"
             if scenario == "test-responses"
-            else ("POST /predict vs stand-in (no database)")
+            else ("POST /predict vs the comparison servers (no database)")
         )
         ax.set_title(title)
         ax.grid(True, alpha=0.3)

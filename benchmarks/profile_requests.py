@@ -10,6 +10,9 @@ all threads, so database driver work counts) per request: the median of 5 altern
 rounds, because CPU time is far steadier than latency on a shared machine. `--profile
 KIND` also prints cProfile's top functions for that kind (event-loop thread only).
 
+It also reports every pause of the cyclic garbage collector during the run;
+`--no-gc-freeze` undoes the start-up heap freeze (server/heap.py) to compare.
+
 Kinds: live (GET /health/live), tests (GET /tests), predict (POST /predict), post
 (POST /test-responses), recommendation (GET /recommendations/{id}).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import os
@@ -42,6 +46,26 @@ from server.settings import Settings  # noqa: E402
 
 KINDS = ("live", "tests", "predict", "post", "recommendation")
 ROUNDS = 5
+
+
+class GcPauses:
+    """Every cyclic-collector pause while it is installed, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def report(self) -> str:
+        return ", ".join(
+            f"gen{g}: {len(p)} pauses, max {max(p, default=0) * 1e3:.2f} ms"
+            for g, p in self.pauses.items()
+        )
 
 
 def scope(method: str, path: str, query: bytes, body: bytes) -> dict[str, Any]:
@@ -85,7 +109,7 @@ async def call(app: Any, request: tuple[str, str, bytes, bytes], state: dict[str
 
 
 async def measure(
-    database_url: str, data_dir: Path, count: int, profile: str | None
+    database_url: str, data_dir: Path, count: int, profile: str | None, freeze: bool = True
 ) -> dict[str, float]:
     settings = Settings(database_url=database_url, data_dir=data_dir)
     prepare_database(settings)
@@ -101,6 +125,11 @@ async def measure(
     }
     async with app.router.lifespan_context(app) as state:
         state = dict(state or {})
+        if not freeze:  # the lifespan froze the start-up heap (server/heap.py): undo it
+            gc.unfreeze()
+            gc.set_threshold(700, 10, 10)
+        pauses = GcPauses()
+        gc.callbacks.append(pauses)
         assert await call(app, requests["post"], state) == 200  # recommendation 1 exists
         results: dict[str, list[float]] = {kind: [] for kind in KINDS}
         for _ in range(ROUNDS):
@@ -120,8 +149,17 @@ async def measure(
                 await call(app, requests[profile], state)
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler, stream=out).sort_stats(
+                os.environ.get("PROF_SORT", "cumulative")
+            ).print_stats(int(os.environ.get("PROF_N", "40")))
             print(out.getvalue())
+        gc.callbacks.remove(pauses)
+    print(
+        f"garbage collector ({'frozen start-up heap' if freeze else 'defaults'}): "
+        f"{pauses.report()}",
+        file=sys.__stdout__,
+        flush=True,
+    )
     return {kind: statistics.median(values) for kind, values in results.items()}
 
 
@@ -130,6 +168,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="per kind per round")
     parser.add_argument("--profile", choices=KINDS)
     parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="undo the start-up heap freeze, to measure what it buys (pauses are reported)",
+    )
     parser.add_argument(
         "--mysql-url",
         default=os.environ.get("HOLLANG_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
@@ -147,7 +190,9 @@ def main() -> int:
             saved = os.dup(2)
             os.dup2(devnull.fileno(), 2)  # the access log goes to stderr: keep it off screen
             try:
-                costs = asyncio.run(measure(url, tmp, args.requests, args.profile))
+                costs = asyncio.run(
+                    measure(url, tmp, args.requests, args.profile, not args.no_gc_freeze)
+                )
             finally:
                 os.dup2(saved, 2)
     print("| request | CPU µs per request (median of 5 rounds) |")

@@ -32,22 +32,14 @@ from server import metrics
 from server.catalog_view import CatalogCache
 from server.deps import Services
 from server.errors import error_response, install_error_handlers
+from server.heap import freeze_startup_heap, observe_pauses
 from server.images import ImageUrls
 from server.inference_client import remote_inference
+from server.lean import document_bodies
 from server.logs import configure_logging
 from server.middleware import install_body_limit, install_outer_middleware
 from server.model_service import ModelService
-from server.routes import (
-    admin,
-    health,
-    hobbies,
-    images,
-    predict,
-    recommendations,
-    test_responses,
-    tests,
-)
-from server.routes.metrics import router as metrics_router
+from server.routes import install_routes
 from server.settings import Settings
 from storage.factory import object_store
 
@@ -147,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(metrics.keep_sampling(services)),
         ]
         metrics.reap_dead_workers()
+        log.debug("froze %d start-up objects out of the collector", freeze_startup_heap())
+        stop_observing_pauses = observe_pauses(metrics.observe_gc_pause)
         try:
             yield
         finally:
@@ -157,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if services.inference is not None:
                 await services.inference.close()
             services.db.dispose()
+            stop_observing_pauses()
             metrics.worker_exited()
 
     app = FastAPI(
@@ -164,6 +159,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=server.__version__,
         description="Hobby recommendations from a 12-question personality test.",
         lifespan=lifespan,
+        # Our own Prometheus metrics and access log observe every request; FastAPI's
+        # built-in OpenTelemetry would be a second, unused observer on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     _install_fault_handlers(app)
@@ -177,13 +175,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Idempotent-Replayed"],
             max_age=600,
         )
-    for module in (tests, test_responses, recommendations, hobbies, predict, health, images):
-        app.include_router(module.router)
-    if settings.admin_token is not None:
-        app.include_router(admin.router)
-        app.include_router(images.admin_router)
-    app.include_router(metrics_router)
+    install_routes(app, with_admin=settings.admin_token is not None)
     install_outer_middleware(app)
+    document_bodies(app)
     return app
 
 

@@ -38,12 +38,18 @@ class Services:
         return self.inference or self.models
 
 
+def services_of(request: Request) -> Services:
+    """The app's services, for the few hot routes that skip dependency injection: solving
+    even this one async dependency cost 10 µs a request (README, Benchmarks)."""
+    services: Services = request.app.state.services
+    return services
+
+
 async def get_services(request: Request) -> Services:
     """Async although it does no I/O: FastAPI runs a plain `def` dependency in its thread
     pool, a hand-off that cost every request more than its own work (see README,
     Benchmarks)."""
-    services: Services = request.app.state.services
-    return services
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -18,14 +18,14 @@ from typing import Any
 
 from asgi_correlation_id import CorrelationIdFilter
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 FORMATS = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
 ACCESS = logging.getLogger("hollang.access")
 
 
-class UtcJsonFormatter(JsonFormatter):
+class UtcJsonFormatter(OrjsonFormatter):
     """JSON lines with a UTC ISO-8601 `time`, `level`, `logger`, `message`, any extras."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
@@ -59,12 +59,24 @@ def make_handler(log_format: str) -> logging.Handler:
     return handler
 
 
+def skip_unused_record_fields() -> None:
+    """Stop every log record from looking up what no handler of ours prints: the caller's
+    file and line (a walk up the stack), thread, process and task names. The logging
+    HOWTO's "Optimization" section names these switches; together with the orjson
+    formatter they took the access line from 18 to 12 µs (benchmarks/middleware.py)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def configure_logging() -> None:
     """Set up the root logger in every process, including uvicorn's worker processes,
     which do not inherit the CLI's set-up. A no-op when already set (e.g. under pytest)."""
     root = logging.getLogger()
     if root.handlers:
         return
+    skip_unused_record_fields()
     log_format = os.environ.get("HOLLANG_LOG_FORMAT", "json").strip().lower()
     level = os.environ.get("HOLLANG_LOG_LEVEL", "INFO").strip().upper()
     root.addHandler(make_handler(log_format))

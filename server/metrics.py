@@ -97,6 +97,38 @@ POOL_SIZE = Gauge(
 )
 
 
+GC_PAUSE = Histogram(
+    "hollang_gc_pause_seconds",
+    "Pauses of the cyclic garbage collector in the workers, by generation.",
+    ["generation"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+_GC_SERIES = tuple(GC_PAUSE.labels(str(generation)) for generation in range(3))
+
+
+def observe_gc_pause(generation: int, seconds: float) -> None:
+    _GC_SERIES[generation].observe(seconds)
+
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count and time one answered request. The labelled children are looked up once per
+    (method, route, status) and kept: `labels()` takes a lock and builds a key tuple of
+    strings on every call, which was a tenth of the middleware's cost. Bounded, like the
+    label values themselves (methods x route templates x statuses)."""
+    key = (method if method in METHODS else "other", route, status)
+    series = _REQUEST_SERIES.get(key)
+    if series is None:
+        labels = (key[0], route, str(status))
+        series = REQUESTS.labels(*labels), LATENCY.labels(*labels)
+        _REQUEST_SERIES[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
+
+
 class ObservedBatchStats(BatchStats):
     """The engine's counters, also recorded as histograms as each batch completes."""
 

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 import server
 from server.deps import Services, ServicesDep
 from server.errors import error_response
+from server.lean import LeanRoute
+from server.responses import JSON
 
 router = APIRouter(tags=["health"])
+live_router = APIRouter(tags=["health"], route_class=LeanRoute)
+_ALIVE = b'{"code":"OK","message":"alive"}'
 
 
-@router.get("/health/live")
-def live() -> dict[str, str]:
-    """The process is up and its event loop answers."""
-    return {"code": "OK", "message": "alive"}
+@live_router.get("/health/live")
+async def live(request: Request) -> Response:
+    """The process is up and its event loop answers. Async and touching nothing shared, so
+    it never queues behind work: as a plain `def` it waited for FastAPI's thread pool, which
+    is busy with database calls under load (5.4 s under 100 writers)."""
+    return Response(_ALIVE, media_type=JSON)
 
 
 def _checks(services: Services) -> dict[str, str]:
@@ -63,7 +70,8 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/info")
 @router.get("/actuator/info", include_in_schema=False)
-def info(services: ServicesDep) -> dict[str, Any]:
+async def info(services: ServicesDep) -> dict[str, Any]:
+    """Async: everything here is in memory, so a thread hop would only add a wait."""
     model = services.engine.model
     return {
         "code": "OK",
@@ -79,5 +87,7 @@ def info(services: ServicesDep) -> dict[str, Any]:
             "database": services.db.backend,
             "uptimeSeconds": round(time.time() - services.started_at, 1),
             "pid": os.getpid(),
+            # objects this worker moved out of the collector's reach (server/heap.py)
+            "gcFrozenObjects": gc.get_freeze_count(),
         },
     }

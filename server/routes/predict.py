@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
-from server.deps import ServicesDep
+from server.deps import services_of
+from server.lean import LeanRoute, json_body, openapi_body
+from server.responses import ok
 from server.routes.docs import ERRORS
-from server.schemas import AnswersIn, Envelope, PredictedHobbyOut, PredictionOut, ScoresOut
+from server.schemas import AnswersIn, Envelope, PredictionOut
 
-router = APIRouter(tags=["model"])
+router = APIRouter(tags=["model"], route_class=LeanRoute)
 
 
-@router.post("/predict", response_model=Envelope[PredictionOut], responses=ERRORS)
-async def predict(body: AnswersIn, services: ServicesDep) -> Envelope[PredictionOut]:
-    """Every output of the model in rank order, with hobby ids where the catalogue has them."""
-    result = await services.recommender.recommend(body.answers())
-    catalog = result.catalog
+@router.post(
+    "/predict",
+    response_model=Envelope[PredictionOut],
+    responses=ERRORS,
+    openapi_extra=openapi_body(AnswersIn),
+)
+async def predict(request: Request) -> Response:
+    """Every output of the model in rank order, with hobby ids where the catalogue has them.
+
+    The hottest route: it reads its own body and services (`json_body`, `services_of`)
+    and answers through `ok`, which together saved a third of its CPU (README, Benchmarks)."""
+    body = await json_body(request, AnswersIn)
+    result = await services_of(request).recommender.recommend(body.answers())
+    known = result.catalog.hobby_by_key
     hobbies = []
     for ranking, (key, score) in enumerate(result.ranked, start=1):
-        hobby = catalog.hobby_by_key.get(key)
+        hobby = known.get(key)
+        name = hobby.short_name if hobby else None
         hobbies.append(
-            PredictedHobbyOut(
-                key=key,
-                id=hobby.id if hobby else None,
-                short_name=hobby.short_name if hobby else None,
-                name=hobby.short_name if hobby else None,
-                score=score,
-                ranking=ranking,
-            )
+            {
+                "key": key,
+                "id": hobby.id if hobby else None,
+                "shortName": name,
+                "name": name,
+                "score": score,
+                "ranking": ranking,
+            }
         )
     score_e, score_n, score_f, score_j = result.scores
-    return Envelope(
-        message="Predicted.",
-        data=PredictionOut(
-            scores=ScoresOut(score_e=score_e, score_n=score_n, score_f=score_f, score_j=score_j),
-            mbti_type=result.mbti_type,
-            hobbies=hobbies,
-            model_version=result.model_version,
-        ),
-    )
+    data = {
+        "scores": {"scoreE": score_e, "scoreN": score_n, "scoreF": score_f, "scoreJ": score_j},
+        "mbtiType": result.mbti_type,
+        "hobbies": hobbies,
+        "modelVersion": result.model_version,
+    }
+    return ok("Predicted.", data)

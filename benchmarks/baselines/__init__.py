@@ -1,0 +1,1 @@
+"""Comparison servers for POST /predict: the same job written three other ways (README)."""
