@@ -287,13 +287,15 @@ class ModelService:
         raise RegistryError("the active model pointer kept changing; try again")
 
     async def history(self) -> ActivePointer | None:
-        """The pointer, or None if there is none or it cannot be parsed (`pointer_error`
-        then says why)."""
+        """The pointer, or None if there is none, it cannot be parsed or the store does not
+        answer (`pointer_error` then says why): the status route must not fail for it."""
         try:
             return await asyncio.to_thread(self.registry.read_pointer)
         except CorruptPointer as exc:
             self.pointer_error = str(exc)
-            return None
+        except ObjectStoreError as exc:
+            self.pointer_error = f"cannot read the active model pointer: {exc}"
+        return None
 
     @property
     def version(self) -> str | None:
