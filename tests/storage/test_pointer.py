@@ -22,7 +22,14 @@ from model.registry import POINTER_KEY, CorruptPointer, ModelRegistry
 from server.app import prepare_database
 from server.cli import main
 from tests.helpers import RunningService, start_service, submission
-from tests.storage.s3support import BUNDLED, StoreUnderTest, model_bytes, wait_for
+from tests.storage.s3support import (
+    BUNDLED,
+    MotoProcess,
+    StoreUnderTest,
+    model_bytes,
+    s3_store,
+    wait_for,
+)
 
 TOKEN = "pointer-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -204,3 +211,27 @@ def test_a_replica_refuses_a_hostile_pointer_target_and_keeps_serving(
             assert client.get("/info").json()["data"]["model"]["version"] == "pointer-1"
             assert client.post("/test-responses", json=submission()).status_code == 200
             assert status_of(client)[1]["data"]["status"] == "DEGRADED"
+
+
+def test_the_admin_status_answers_while_s3_is_down(tmp_path: Path) -> None:
+    """The pointer cannot even be read: GET /admin/model still answers 200, says why, and
+    a rollback is a 4xx/503 in the envelope, never a 500."""
+    moto = MotoProcess()
+    moto.start()
+    objects = s3_store(tmp_path, moto.url)
+    url = f"sqlite:///{tmp_path / 'hollang.db'}"
+    try:
+        for service in start_service(objects.settings(url, admin_token=TOKEN)):
+            with service.client() as client:
+                assert client.get("/admin/model", headers=AUTH).status_code == 200
+                moto.stop()
+                status = client.get("/admin/model", headers=AUTH)
+                assert status.status_code == 200, status.text
+                assert status.json()["data"]["pointer"] is None
+                assert "cannot read the active model pointer" in status.json()["data"]["lastError"]
+                assert status.json()["data"]["active"]["modelVersion"] == BUNDLED_VERSION
+                rollback = client.post("/admin/model/rollback", headers=AUTH)
+                assert rollback.status_code == 503, rollback.text
+                assert rollback.json()["code"] == "SERVICE_UNAVAILABLE"
+    finally:
+        moto.stop()
