@@ -178,16 +178,23 @@ def load_model(
     *,
     max_batch_size: int = 64,
     max_batch_seconds: float = float("inf"),
-    checked: BatchCheck | None = None,
 ) -> LoadedModel:
     """Validate everything before anyone can be served by this model.
 
     Raises `ModelFileError` with the reason: labels unknown to the catalogue, a file that is
     not self-contained, a graph whose shapes do not fit, or a batch size that fails (see
-    `check_batches`). `checked` is the result of that check done elsewhere (the sandbox);
-    then only the session is created here. An untrusted file must go through
-    `model.sandbox` first: this function runs the file in the calling process.
+    `check_batches`). This runs the file in the calling process: an untrusted file goes
+    through `model.sandbox`, which calls this in its child.
     """
+    model = open_session(file, known_labels)
+    checked = check_batches(model.run, len(model.labels), max_batch_size, max_batch_seconds)
+    return replace(model, batch_seconds=checked.batch_seconds)
+
+
+def open_session(file: ModelFile, known_labels: Collection[str] | None = None) -> LoadedModel:
+    """The checks that need no run (labels, self-contained, signature) and the session;
+    nothing measured yet. A serving worker calls it directly only for a model the sandbox
+    passed, with the costs the sandbox measured."""
     if known_labels is not None:
         unknown = [label for label in file.metadata.labels if label not in known_labels]
         if unknown:
@@ -203,12 +210,7 @@ def load_model(
     except Exception as exc:
         raise ModelFileError(f"not a loadable ONNX model: {exc}") from exc
     check_signature(session, len(file.metadata.labels))
-    model = LoadedModel(file=file, session=session, loaded_at=time.time())
-    if checked is None:
-        checked = check_batches(
-            model.run, len(file.metadata.labels), max_batch_size, max_batch_seconds
-        )
-    return replace(model, batch_seconds=checked.batch_seconds)
+    return LoadedModel(file=file, session=session, loaded_at=time.time())
 
 
 @dataclass(frozen=True)

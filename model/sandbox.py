@@ -12,8 +12,9 @@ runs in a serving worker before it has passed here:
   file, asks the kernel to kill it if its parent dies, and runs in an empty temporary
   directory with a minimal environment (no database URL, no credentials);
 - it refuses external data statically (`ModelFile.from_bytes`) before any session exists,
-  then runs `model.engine.load_model`: every batch size, finite, one row per input, rows
-  equal to the batch-of-one answer, each size within the latency budget;
+  then does what `model.engine.load_model` does (`open_session`, `check_batches`): every
+  batch size, finite, one row per input, rows equal to the batch-of-one answer, each batch
+  within the latency budget;
 - the parent awaits it with asyncio, so the event loop keeps answering (`/health/live`),
   and kills it at the wall timeout or when the awaiting task is cancelled (SIGTERM of the
   service, a client that went away).
@@ -37,9 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from model.engine import BatchCheck
 from model.modelfile import ModelFileError
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -66,11 +64,6 @@ class Validated:
     batch_seconds: tuple[float, ...]
     top3: tuple[tuple[int, ...], ...]
     reference_top3: tuple[tuple[int, ...], ...] | None
-
-    @property
-    def check(self) -> BatchCheck:
-        """What `load_model(checked=...)` takes, so the worker does not run it again."""
-        return BatchCheck(batch_seconds=self.batch_seconds, logits=np.empty((0, 0), np.float32))
 
 
 async def validate(
@@ -249,45 +242,36 @@ def _child(memory_mb: int, cpu_seconds: int, verdict_fd: int) -> None:
 
 
 def _check(stdin: Any, memory_mb: int) -> dict[str, Any]:
-    from model.engine import load_model
+    """`model.engine.load_model`'s validation, keeping the answers for the quality report."""
+    from model.engine import check_batches, open_session
     from model.modelfile import ModelFile
 
     header = json.loads(stdin.readline())
     data = stdin.read(header["modelBytes"])
     reference = stdin.read(header["referenceBytes"]) if header["referenceBytes"] else None
     try:
-        file = ModelFile.from_bytes(data)  # refuses external data before any session
-        model = load_model(
-            file,
-            header["labels"],
-            max_batch_size=header["maxBatchSize"],
-            max_batch_seconds=header["maxBatchMs"] / 1000,
+        model = open_session(ModelFile.from_bytes(data), header["labels"])  # static first
+        check = check_batches(
+            model.run, len(model.labels), header["maxBatchSize"], header["maxBatchMs"] / 1000
         )
     except ModelFileError as exc:
         reason = str(exc)
         if "alloc" in reason.lower():
             reason += f" (memory limit {memory_mb} MB, HOLLANG_MODEL_VALIDATION_MEMORY_MB)"
         return {"ok": False, "reason": reason}
-    check = _recheck(model)
     answer: dict[str, Any] = {
         "ok": True,
-        "batchSeconds": list(model.batch_seconds),
+        "batchSeconds": list(check.batch_seconds),
         "top3": check.top(3).tolist(),
     }
     if reference is not None:
         try:
-            trusted = load_model(ModelFile.from_bytes(reference), max_batch_size=1)
-            answer["referenceTop3"] = _recheck(trusted).top(3).tolist()
+            trusted = open_session(ModelFile.from_bytes(reference))
+            each_alone = check_batches(trusted.run, len(trusted.labels), 1)
+            answer["referenceTop3"] = each_alone.top(3).tolist()
         except ModelFileError:
             answer["referenceTop3"] = None  # nothing to compare with; not the new model's fault
     return answer
-
-
-def _recheck(model: Any) -> BatchCheck:
-    """Each input alone (batch size 1 was proven equal to every other size)."""
-    from model.engine import check_batches
-
-    return check_batches(model.run, len(model.labels), 1)
 
 
 def _die_with_parent() -> None:

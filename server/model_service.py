@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from db.catalog import Catalog
 from model import quality, sandbox
-from model.engine import LoadedModel, ModelEngine, load_model
+from model.engine import LoadedModel, ModelEngine, open_session
 from model.modelfile import ModelFile, ModelFileError
 from model.registry import ActivePointer, CorruptPointer, ModelRegistry, RegistryError
 from model.scoring import mbti_from_scores, scores_from_answers
@@ -182,8 +182,8 @@ class ModelService:
                 self.limits,
                 reference=reference.file.data if reference is not None else None,
             )
-        model = await asyncio.to_thread(load_model, file, checked=validated.check)
-        return model, validated
+        session = await asyncio.to_thread(open_session, file)
+        return replace(session, batch_seconds=validated.batch_seconds), validated
 
     async def follow(self) -> None:
         """One poll: swap if the pointer moved to a model this worker does not run."""

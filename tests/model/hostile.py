@@ -2,6 +2,7 @@
 the right metadata and signature, and each misbehaves in one way a validator must catch.
 
 "Other sizes" means batch sizes other than 1 and 256, the only two the old validation ran.
+`validator_pids` finds the sandbox children that are validating one.
 """
 
 from __future__ import annotations
@@ -239,3 +240,19 @@ def mlp(version: str, seed: int) -> bytes:
         (rng.normal(size=(WIDTH, 16)), rng.normal(size=WIDTH)),
     ]
     return build_mlp(layers, ModelMetadata(version, LABELS))
+
+
+def validator_pids(parent: int) -> list[int]:
+    """Pids of the sandbox children (`python -m model.sandbox`) of process `parent`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"model.sandbox" in cmdline:
+            found.append(int(entry.name))
+    return found

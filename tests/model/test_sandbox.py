@@ -88,23 +88,6 @@ def test_the_label_check_happens_in_the_child_too() -> None:
 # ---- where the child runs ----
 
 
-def _children() -> list[int]:
-    """Pids of this process's children that run the sandbox."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and b"model.sandbox" in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def test_the_child_is_bounded_empty_handed_and_killed_at_the_timeout(tmp_path: Path) -> None:
     """While an endless model validates: the child has the memory and CPU limits, works in
     an empty directory, holds no descriptor on the database, sees no database URL or
@@ -121,7 +104,7 @@ def test_the_child_is_bounded_empty_handed_and_killed_at_the_timeout(tmp_path: P
         # Seen once it has set its limits (the interpreter starts without them).
         while limited not in seen.get("limits", "") and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            for pid in _children():
+            for pid in hostile.validator_pids(os.getpid()):
                 proc = Path(f"/proc/{pid}")
                 try:
                     seen = {
@@ -163,7 +146,7 @@ def test_the_child_is_bounded_empty_handed_and_killed_at_the_timeout(tmp_path: P
     assert b"HOLLANG_DATABASE_URL" not in seen["environ"]
     assert b"AWS_" not in seen["environ"]
     assert "timed out after 6 s" in message
-    assert not Path(f"/proc/{seen['pid']}").exists() or seen["pid"] not in _children()
+    assert seen["pid"] not in hostile.validator_pids(os.getpid())  # killed and reaped
 
 
 def test_external_data_naming_the_database_is_refused_before_any_session(

@@ -24,20 +24,6 @@ GRACEFUL = 30.0  # `hollang serve`'s timeout_graceful_shutdown
 SLACK = 15.0
 
 
-def _sandbox_children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"model.sandbox" in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
 def test_sigterm_during_a_validation_ends_the_service_and_the_validator(tmp_path: Path) -> None:
     port = free_port()
     env = {
@@ -73,7 +59,7 @@ def test_sigterm_during_a_validation_ends_the_service_and_the_validator(tmp_path
         uploading = threading.Thread(target=upload, daemon=True)
         uploading.start()
         deadline = time.monotonic() + 20
-        while not (validators := _sandbox_children(process.pid)):
+        while not (validators := hostile.validator_pids(process.pid)):
             assert time.monotonic() < deadline, "the validator never started"
             time.sleep(0.1)
         time.sleep(1.0)
