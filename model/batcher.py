@@ -42,6 +42,11 @@ class BatcherClosed(RuntimeError):
     """The batcher was closed before this row was accepted."""
 
 
+class BadModelOutput(RuntimeError):
+    """A batch's outputs were not finite or not one row per input: its callers get this
+    (the API answers 503) and nothing is made up in its place."""
+
+
 @dataclass
 class BatchStats:
     """Counters kept by the batcher; the metrics endpoint reads them."""
@@ -49,6 +54,7 @@ class BatchStats:
     batches: int = 0
     items: int = 0
     failed_batches: int = 0
+    bad_output_batches: int = 0  # of failed_batches: non-finite or misshapen outputs
     rejected: int = 0
     inference_seconds: float = 0.0
     batch_sizes: dict[int, int] = field(default_factory=dict)
@@ -166,6 +172,11 @@ class MicroBatcher(AdaptiveBatcher[np.ndarray, np.ndarray]):
     wake-ups it costs on a small machine), the hand-off is pure overhead: the loop would
     wait that long anyway, blocked on nothing. The owner decides from the model's measured
     cost (`ModelEngine`); the default 0 always uses the executor.
+
+    Every batch's outputs are checked before anyone gets a row: one row per input (and
+    `output_width` columns, if given) and all finite, else the batch's callers get
+    `BadModelOutput`. Validation ran every batch size, so this only fires for a model that
+    behaves differently at serving time; the check is two O(batch) numpy calls.
     """
 
     what = "inference"
@@ -177,11 +188,13 @@ class MicroBatcher(AdaptiveBatcher[np.ndarray, np.ndarray]):
         executor: Executor | None = None,
         stats: BatchStats | None = None,
         inline_rows: int = 0,
+        output_width: int | None = None,
     ) -> None:
         super().__init__(settings, stats)
         self._run = run
         self._executor = executor
         self._inline_rows = inline_rows
+        self._output_width = output_width
 
     async def _run_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
         if not batch:
@@ -195,10 +208,23 @@ class MicroBatcher(AdaptiveBatcher[np.ndarray, np.ndarray]):
             else:
                 loop = asyncio.get_running_loop()
                 outputs = await loop.run_in_executor(self._executor, self._run, inputs)
-            if len(outputs) != len(batch):
-                raise RuntimeError(f"model returned {len(outputs)} rows for {len(batch)} inputs")
+            shape = outputs.shape
+            if (
+                len(shape) != 2
+                or shape[0] != len(batch)
+                or (self._output_width is not None and shape[1] != self._output_width)
+                or not np.isfinite(outputs).all()
+            ):
+                rows = shape[0] if shape else 0
+                raise BadModelOutput(
+                    f"the model returned {rows} rows for {len(batch)} inputs (outputs "
+                    f"{'x'.join(map(str, shape))}"
+                    + (")" if np.isfinite(outputs).all() else ", not all finite)")
+                )
         except Exception as exc:  # isolate the failure to this batch's callers
             self.stats.failed_batches += 1
+            if isinstance(exc, BadModelOutput):
+                self.stats.bad_output_batches += 1
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)

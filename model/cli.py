@@ -13,9 +13,8 @@ from collections.abc import Collection
 from pathlib import Path
 
 import click
-import numpy as np
 
-from model.modelfile import OUTPUT_NAME, ModelFile, ModelFileError
+from model.modelfile import ModelFile, ModelFileError
 from model.scoring import AXES, all_score_inputs
 
 model_cli = click.Group("model", help="Inspect, import and train recommendation model files.")
@@ -24,42 +23,24 @@ model_cli = click.Group("model", help="Inspect, import and train recommendation 
 def check_model(
     model_file: ModelFile, catalogue_names: Collection[str] | None = None
 ) -> dict[str, object]:
-    """Run the model on every possible input; raise `ModelFileError` if it is unusable.
+    """Validate the file as the server does (`model.sandbox`: a bounded child process runs
+    every batch size over every possible input); raise `ModelFileError` if it is unusable.
 
-    The contract check only reads the signature; this proves the graph actually computes finite
-    logits of the right shape, the same for a batch as row by row (the server micro-batches),
-    and, given a catalogue, that every label names one of its hobbies.
-    """
-    import onnxruntime as ort
+    Given a catalogue, every label must also name one of its hobbies."""
+    from model.sandbox import SandboxLimits, validate_blocking
 
-    labels = model_file.metadata.labels
-    inputs = all_score_inputs()
-    try:
-        session = ort.InferenceSession(model_file.data, providers=["CPUExecutionProvider"])
-        batch = session.run([OUTPUT_NAME], {"scores": inputs})[0]
-        single = session.run([OUTPUT_NAME], {"scores": inputs[-1:]})[0]
-    except Exception as exc:  # ORT raises several private exception types
-        text = str(exc).strip().splitlines()
-        raise ModelFileError(f"running the model failed: {text[0] if text else exc}") from exc
-    if batch.shape != (len(inputs), len(labels)) or batch.dtype != np.float32:
-        raise ModelFileError(
-            f"logits are {batch.dtype}{list(batch.shape)}, expected float32"
-            f"{[len(inputs), len(labels)]}"
-        )
-    if not np.isfinite(batch).all():
-        raise ModelFileError("logits are not finite for some inputs")
-    if single.shape != (1, len(labels)) or not np.allclose(single[0], batch[-1], 1e-4, 1e-4):
-        raise ModelFileError("a batch of 1 does not give the same logits as the full batch")
     if catalogue_names is not None:
-        missing = [label for label in labels if label not in catalogue_names]
+        missing = [label for label in model_file.metadata.labels if label not in catalogue_names]
         if missing:
             raise ModelFileError(
                 f"{len(missing)} label(s) are not catalogue hobbies: {', '.join(missing[:5])}"
             )
+    validated = validate_blocking(model_file.data, None, SandboxLimits())
     return {
         "ok": True,
-        "inputs": len(inputs),
-        "logitRange": [float(batch.min()), float(batch.max())],
+        "inputs": len(all_score_inputs()),
+        "batchSizes": len(validated.batch_seconds),
+        "slowestBatchMs": round(max(validated.batch_seconds) * 1000, 3),
         "catalogueChecked": catalogue_names is not None,
     }
 

@@ -1,8 +1,9 @@
 """The in-process inference engine: one ONNX Runtime session per model, behind a batcher.
 
 `load_model` turns a checked `ModelFile` into a `LoadedModel` only after the whole
-validation path has passed (labels known to the catalogue, a smoke batch over every possible
-input). `ModelEngine` serves the active model and swaps atomically: a swap installs a new
+validation path has passed (labels known to the catalogue, every batch size up to the
+largest the batcher will ask for, over every possible input; see `check_batches`).
+`ModelEngine` serves the active model and swaps atomically: a swap installs a new
 batcher for the new model, and the old one finishes what it had queued, so a request
 finishes on the model it started with and none fails because of the swap.
 """
@@ -19,7 +20,14 @@ import numpy as np
 import onnxruntime as ort
 
 from model.batcher import BatchSettings, BatchStats, MicroBatcher
-from model.modelfile import INPUT_NAME, OUTPUT_NAME, ModelFile, ModelFileError, check_signature
+from model.modelfile import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelFile,
+    ModelFileError,
+    check_signature,
+    parse_model,
+)
 from model.scoring import AXES, all_score_inputs
 
 
@@ -32,6 +40,8 @@ def session_options() -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Only ONNX protobuf, the format `ModelFile` parsed and checked; never ORT's own format.
+    options.add_session_config_entry("session.load_model_format", "ONNX")
     options.log_severity_level = 3
     return options
 
@@ -43,9 +53,8 @@ class LoadedModel:
     file: ModelFile
     session: ort.InferenceSession = field(repr=False)
     loaded_at: float
-    # Measured at load (best of a few runs): seconds for one row, and for each further row.
-    single_row_seconds: float = float("inf")
-    per_row_seconds: float = float("inf")
+    # Measured at validation (best of a few runs): seconds for a batch of 1, 2, ... rows.
+    batch_seconds: tuple[float, ...] = ()
 
     @property
     def version(self) -> str:
@@ -55,26 +64,137 @@ class LoadedModel:
     def labels(self) -> tuple[str, ...]:
         return self.file.metadata.labels
 
+    @property
+    def single_row_seconds(self) -> float:
+        return self.batch_seconds[0] if self.batch_seconds else float("inf")
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a float32 [n, 4] batch; called from the executor thread or inline."""
         result: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
         return result
 
     def rows_within(self, seconds: float, limit: int) -> int:
-        """The largest batch (at most `limit`) expected to run in `seconds`; 0 if none."""
-        if seconds <= 0 or self.single_row_seconds > seconds:
+        """The largest batch size n (at most `limit`) such that every size up to n was
+        measured within `seconds`; 0 if none.
+
+        Every size, not an estimate from two of them: a model can be fast at 1 and 256
+        rows and slow at 7, and a batch of 7 on the event loop would freeze it."""
+        rows = 0
+        if seconds <= 0:
             return 0
-        if self.per_row_seconds <= 0:
-            return limit
-        return min(limit, 1 + int((seconds - self.single_row_seconds) / self.per_row_seconds))
+        for size, measured in enumerate(self.batch_seconds[:limit], start=1):
+            if measured > seconds:
+                break
+            rows = size
+        return rows
 
 
-def load_model(file: ModelFile, known_labels: Collection[str] | None = None) -> LoadedModel:
+@dataclass(frozen=True)
+class BatchCheck:
+    """What running every batch size showed: the cost of each size, and the answers."""
+
+    batch_seconds: tuple[float, ...]
+    logits: np.ndarray = field(repr=False)  # [256, labels]: each input as a batch of one
+
+    def top(self, count: int = 3) -> np.ndarray:
+        """Output indexes of each input's best `count`, best first, ties in label order (as
+        `Prediction.ranking` orders them)."""
+        ranked: np.ndarray = np.argsort(-self.logits, axis=1, kind="stable")[:, :count]
+        return ranked
+
+
+def check_batches(
+    run: Callable[[np.ndarray], np.ndarray],
+    label_count: int,
+    max_batch_size: int,
+    max_batch_seconds: float = float("inf"),
+) -> BatchCheck:
+    """Run every batch size from 1 to `max_batch_size` over all 256 possible inputs.
+
+    The batcher will ask for any of those sizes, so each must give finite logits, one row
+    per input, and for every row the same answer as that input alone. A batch slower than
+    `max_batch_seconds` on each of three tries refuses the model. The cost recorded per
+    size (for the inline decision) is its fastest run. Raises `ModelFileError`.
+    """
+    inputs = all_score_inputs()
+    count = len(inputs)
+    single = np.empty((count, label_count), np.float32)
+    seconds = [float("inf")] * max_batch_size
+    for size in range(1, max_batch_size + 1):
+        starts = range(0, count, size) if size <= count else range(1)
+        timings: list[float] = []
+        for start in starts:
+            rows = (np.arange(size) + start) % count
+            tries: list[float] = []
+            out = _timed_run(run, inputs[rows], size, label_count, tries)
+            while tries[-1] > max_batch_seconds and len(tries) < 3:  # noise, or slow?
+                _timed_run(run, inputs[rows], size, label_count, tries)
+            timings += tries
+            if min(tries) > max_batch_seconds:  # every batch, not just the fastest
+                raise ModelFileError(
+                    f"a batch of {size} takes {min(tries) * 1000:.1f} ms, over the "
+                    f"{max_batch_seconds * 1000:g} ms budget (HOLLANG_MODEL_MAX_BATCH_MS)"
+                )
+            if size == 1:
+                single[start] = out[0]
+            elif not np.allclose(out, single[rows], rtol=1e-4, atol=1e-4):
+                bad = int(rows[~np.isclose(out, single[rows], 1e-4, 1e-4).all(axis=1)][0])
+                raise ModelFileError(
+                    f"a batch of {size} does not give the batch-of-one answer for input "
+                    f"{inputs[bad].astype(int).tolist()}"
+                )
+        seconds[size - 1] = min(timings)  # the model's own cost, without machine noise
+    return BatchCheck(batch_seconds=tuple(seconds), logits=single)
+
+
+def _timed_run(
+    run: Callable[[np.ndarray], np.ndarray],
+    batch: np.ndarray,
+    size: int,
+    label_count: int,
+    timings: list[float],
+) -> np.ndarray:
+    started = time.perf_counter()
+    try:
+        out = run(batch)
+    except Exception as exc:  # ORT raises several private exception types
+        text = str(exc).strip().splitlines()
+        raise ModelFileError(
+            f"a batch of {size} failed: {text[0][:300] if text else type(exc).__name__}"
+        ) from exc
+    timings.append(time.perf_counter() - started)
+    if out.shape != (size, label_count):
+        raise ModelFileError(
+            f"a batch of {size} returned shape {list(out.shape)}, not {[size, label_count]}"
+        )
+    if not np.isfinite(out).all():
+        raise ModelFileError(f"a batch of {size} returned non-finite logits")
+    return out
+
+
+def load_model(
+    file: ModelFile,
+    known_labels: Collection[str] | None = None,
+    *,
+    max_batch_size: int = 64,
+    max_batch_seconds: float = float("inf"),
+) -> LoadedModel:
     """Validate everything before anyone can be served by this model.
 
-    Raises `ModelFileError` with the reason: labels unknown to the catalogue, a graph whose
-    shapes do not fit, or a smoke batch (all 256 possible inputs) that fails or is not finite.
+    Raises `ModelFileError` with the reason: labels unknown to the catalogue, a file that is
+    not self-contained, a graph whose shapes do not fit, or a batch size that fails (see
+    `check_batches`). This runs the file in the calling process: an untrusted file goes
+    through `model.sandbox`, which calls this in its child.
     """
+    model = open_session(file, known_labels)
+    checked = check_batches(model.run, len(model.labels), max_batch_size, max_batch_seconds)
+    return replace(model, batch_seconds=checked.batch_seconds)
+
+
+def open_session(file: ModelFile, known_labels: Collection[str] | None = None) -> LoadedModel:
+    """The checks that need no run (labels, self-contained, signature) and the session;
+    nothing measured yet. A serving worker calls it directly only for a model the sandbox
+    passed, with the costs the sandbox measured."""
     if known_labels is not None:
         unknown = [label for label in file.metadata.labels if label not in known_labels]
         if unknown:
@@ -82,6 +202,7 @@ def load_model(file: ModelFile, known_labels: Collection[str] | None = None) -> 
                 f"{len(unknown)} label(s) are not hobbies of the active catalogue: "
                 + ", ".join(repr(label) for label in unknown[:3])
             )
+    parse_model(file.data)  # no session may see a file that reaches outside itself
     try:
         session = ort.InferenceSession(
             file.data, sess_options=session_options(), providers=["CPUExecutionProvider"]
@@ -89,38 +210,7 @@ def load_model(file: ModelFile, known_labels: Collection[str] | None = None) -> 
     except Exception as exc:
         raise ModelFileError(f"not a loadable ONNX model: {exc}") from exc
     check_signature(session, len(file.metadata.labels))
-    model = LoadedModel(file=file, session=session, loaded_at=time.time())
-    smoke = all_score_inputs()
-    try:
-        logits = model.run(smoke)
-    except Exception as exc:
-        raise ModelFileError(f"smoke batch failed: {exc}") from exc
-    if logits.shape != (len(smoke), len(file.metadata.labels)):
-        raise ModelFileError(f"smoke batch returned shape {logits.shape}")
-    if not np.isfinite(logits).all():
-        raise ModelFileError("smoke batch returned non-finite logits")
-    single = _best_time(model.run, smoke[:1])
-    whole = _best_time(model.run, smoke)
-    return replace(
-        model,
-        single_row_seconds=single,
-        per_row_seconds=max(0.0, (whole - single) / (len(smoke) - 1)),
-    )
-
-
-def _best_time(
-    run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, repeats: int = 5
-) -> float:
-    """The fastest of a few runs: the model's own cost, without the noise of a busy machine.
-    A slow model (10 ms) is timed once: it will never run inline, and loading stays quick."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run(batch)
-        best = min(best, time.perf_counter() - started)
-        if best > 0.01:
-            break
-    return best
+    return LoadedModel(file=file, session=session, loaded_at=time.time())
 
 
 @dataclass(frozen=True)
@@ -185,7 +275,14 @@ class ModelEngine:
         )
         self._active = (
             model,
-            MicroBatcher(model.run, self.settings, self.executor, self.stats, inline_rows),
+            MicroBatcher(
+                model.run,
+                self.settings,
+                self.executor,
+                self.stats,
+                inline_rows,
+                output_width=len(model.labels),
+            ),
         )
         if previous is not None:
             task = asyncio.get_running_loop().create_task(previous[1].close())

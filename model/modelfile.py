@@ -12,9 +12,14 @@ Metadata keys (all strings):
 - ``hollang.description``: free text (optional).
 
 The graph takes ``scores`` float32 ``[batch, 4]`` and returns ``logits`` float32
-``[batch, len(labels)]``; a larger logit is a better fit. `ModelFile.from_bytes` checks all
-of this with ONNX Runtime alone, so the server never needs the `onnx` package; only
-`build_mlp`, used by the offline tools, does.
+``[batch, len(labels)]``; a larger logit is a better fit.
+
+`ModelFile.from_bytes` checks all of this by parsing the file with the `onnx` package only:
+it never creates an ONNX Runtime session, because creating one already runs code chosen by
+the file (constant folding, external data reads). A file must be self-contained: any tensor
+whose data lives in another file (ONNX "external data", even a relative path such as
+``hollang.db``) is refused here, before anything could open that file. Running the model is
+untrusted work done by `model.sandbox`, in a child process.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model.scoring import AXES, INPUT_KIND
+
+if TYPE_CHECKING:
+    import onnx
 
 FORMAT_VERSION = "1"
 INPUT_NAME = "scores"
@@ -111,15 +120,12 @@ class ModelFile:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ModelFile:
-        """Parse and check a file: metadata, and input/output names, types and shapes."""
-        import onnxruntime as ort
+        """Parse and check a file: self-contained, metadata, declared names, types, shapes.
 
-        try:
-            session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises several private exception types
-            raise ModelFileError(f"not a loadable ONNX model: {_first_line(exc)}") from exc
-        metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
-        check_signature(session, len(metadata.labels))
+        Static: nothing in the file runs (see the module docstring)."""
+        proto = parse_model(data)
+        metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+        check_signature(_DeclaredSignature(proto.graph), len(metadata.labels))
         return cls(data=data, metadata=metadata, sha256=hashlib.sha256(data).hexdigest())
 
     @classmethod
@@ -142,6 +148,115 @@ class ModelFile:
             "sha256": self.sha256,
             "sizeBytes": len(self.data),
         }
+
+
+def parse_model(data: bytes) -> onnx.ModelProto:
+    """The file as an ONNX protobuf, refused if it is not one or is not self-contained."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto: onnx.ModelProto = onnx.ModelProto.FromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"not a loadable ONNX model: {_first_line(exc)}") from exc
+    if not proto.HasField("graph"):
+        raise ModelFileError("not a loadable ONNX model: the file has no graph")
+    external = external_tensors(proto)
+    if external:
+        raise ModelFileError(
+            f"{len(external)} tensor(s) use external data ({', '.join(external[:3])}); "
+            "a model file must carry all its data itself"
+        )
+    return proto
+
+
+def external_tensors(proto: onnx.ModelProto) -> list[str]:
+    """Every tensor whose data would be read from another file: initializers, sparse
+    initializers, attribute tensors, in the main graph, every subgraph and every function."""
+    import onnx
+
+    found: list[str] = []
+
+    def tensor(item: onnx.TensorProto, where: str) -> None:
+        if item.data_location == onnx.TensorProto.EXTERNAL or len(item.external_data) > 0:
+            location = next((e.value for e in item.external_data if e.key == "location"), "")
+            found.append(f"{where} {item.name!r} -> {location!r}")
+
+    def sparse(item: onnx.SparseTensorProto, where: str) -> None:
+        tensor(item.values, where)
+        tensor(item.indices, where)
+
+    def node(item: onnx.NodeProto) -> None:
+        for attribute in item.attribute:
+            where = f"attribute {attribute.name!r} of node {item.name or item.op_type!r}"
+            if attribute.HasField("t"):
+                tensor(attribute.t, where)
+            for each in attribute.tensors:
+                tensor(each, where)
+            if attribute.HasField("sparse_tensor"):
+                sparse(attribute.sparse_tensor, where)
+            for each_sparse in attribute.sparse_tensors:
+                sparse(each_sparse, where)
+            if attribute.HasField("g"):
+                graph(attribute.g)
+            for subgraph in attribute.graphs:
+                graph(subgraph)
+
+    def graph(item: onnx.GraphProto) -> None:
+        for each in item.initializer:
+            tensor(each, "initializer")
+        for each_sparse in item.sparse_initializer:
+            sparse(each_sparse, "sparse initializer")
+        for each_node in item.node:
+            node(each_node)
+
+    graph(proto.graph)
+    for function in proto.functions:
+        for each_node in function.node:
+            node(each_node)
+    return found
+
+
+@dataclass(frozen=True)
+class _Arg:
+    """A graph input or output as ONNX Runtime's `NodeArg` shows it: name, type, shape."""
+
+    name: str
+    type: str
+    shape: list[int | str | None]
+
+
+class _DeclaredSignature:
+    """The graph's declared inputs and outputs, read from the protobuf, in the shape
+    `check_signature` expects of a session, so both paths give the same messages."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        initialized = {item.name for item in graph.initializer}
+        self._inputs = [_arg(v) for v in graph.input if v.name not in initialized]
+        self._outputs = [_arg(v) for v in graph.output]
+
+    def get_inputs(self) -> list[_Arg]:
+        return self._inputs
+
+    def get_outputs(self) -> list[_Arg]:
+        return self._outputs
+
+
+def _arg(value: onnx.ValueInfoProto) -> _Arg:
+    import onnx
+
+    kind = value.type.tensor_type
+    if not value.type.HasField("tensor_type"):
+        return _Arg(value.name, "not a tensor", [])
+    name = onnx.TensorProto.DataType.Name(kind.elem_type).lower() if kind.elem_type else "?"
+    type_name = "tensor(float)" if kind.elem_type == onnx.TensorProto.FLOAT else f"tensor({name})"
+    shape: list[int | str | None] = []
+    for dim in kind.shape.dim:
+        if dim.HasField("dim_value"):
+            shape.append(dim.dim_value)
+        else:
+            shape.append(dim.dim_param or None)
+    return _Arg(value.name, type_name, shape)
 
 
 def check_signature(session: object, label_count: int) -> None:

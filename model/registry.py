@@ -33,6 +33,18 @@ class RegistryError(RuntimeError):
     """A registry operation that cannot be done (unknown version, nothing to roll back to)."""
 
 
+class CorruptPointer(RegistryError):
+    """The pointer object exists but cannot be parsed. Carries the etag of the bytes that
+    were read, so an activation can replace exactly them (and no newer repair)."""
+
+    def __init__(self, reason: str, etag: str) -> None:
+        super().__init__(
+            f"the active model pointer {POINTER_KEY} is unreadable ({reason}); upload a model "
+            "or run `hollang model activate VERSION` to overwrite it"
+        )
+        self.etag = etag
+
+
 @dataclass(frozen=True)
 class RegistryEntry:
     version: str
@@ -120,19 +132,36 @@ class ModelRegistry:
         return file
 
     def read_pointer(self) -> ActivePointer | None:
+        """The pointer, None if there is none; `CorruptPointer` if it cannot be parsed.
+
+        Tolerant: fields this version does not know are ignored (a newer version may add
+        some), and so is a malformed history entry; only an unusable `active` is an error."""
         try:
             stored = self.store.get(POINTER_KEY)
         except ObjectNotFound:
             return None
-        body = json.loads(stored.data)
+        try:
+            body = json.loads(stored.data)
+        except ValueError as exc:  # truncated, not UTF-8, not JSON
+            raise CorruptPointer(f"not JSON: {exc}", stored.etag) from None
+        active = _entry(body.get("active")) if isinstance(body, dict) else None
+        if active is None:
+            raise CorruptPointer("no valid 'active' entry", stored.etag)
+        history = body.get("history")
+        entries = [_entry(item) for item in history] if isinstance(history, list) else []
         return ActivePointer(
-            active=RegistryEntry(**body["active"]),
-            history=tuple(RegistryEntry(**item) for item in body.get("history", [])),
+            active=active,
+            history=tuple(entry for entry in entries if entry is not None),
             etag=stored.etag,
         )
 
-    def activate(self, entry: RegistryEntry, expected: ActivePointer | None) -> ActivePointer:
-        """Point at `entry` if the pointer is still `expected`; else `PreconditionFailed`."""
+    def activate(
+        self, entry: RegistryEntry, expected: ActivePointer | CorruptPointer | None
+    ) -> ActivePointer:
+        """Point at `entry` if the pointer is still `expected`; else `PreconditionFailed`.
+
+        `expected` may be a `CorruptPointer`: it is then replaced (if still those bytes),
+        with an empty history."""
         stamped = RegistryEntry(
             version=entry.version,
             sha256=entry.sha256,
@@ -140,7 +169,7 @@ class ModelRegistry:
             activated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         history: tuple[RegistryEntry, ...] = ()
-        if expected is not None:
+        if isinstance(expected, ActivePointer):
             history = (expected.active, *expected.history)[:HISTORY_LENGTH]
         body = json.dumps(
             {"active": stamped.to_json(), "history": [item.to_json() for item in history]},
@@ -161,6 +190,22 @@ class ModelRegistry:
             if entry.sha256 != pointer.active.sha256:
                 return entry
         raise RegistryError("there is no previous model version to roll back to")
+
+
+def _entry(item: object) -> RegistryEntry | None:
+    """A pointer entry from JSON, ignoring unknown fields; None if a needed one is wrong."""
+    if not isinstance(item, dict):
+        return None
+    values = {name: item.get(name) for name in ("version", "sha256", "key")}
+    activated_at = item.get("activated_at", "")
+    if not all(isinstance(value, str) and value for value in values.values()):
+        return None
+    return RegistryEntry(
+        version=str(values["version"]),
+        sha256=str(values["sha256"]),
+        key=str(values["key"]),
+        activated_at=activated_at if isinstance(activated_at, str) else "",
+    )
 
 
 def _model_key(sha256: str) -> str:

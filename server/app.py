@@ -26,7 +26,7 @@ from db.catalog import (
 from db.migrate import is_current, upgrade
 from db.session import Database
 from db.write_batcher import SubmissionWriter
-from model.batcher import Overloaded
+from model.batcher import BadModelOutput, Overloaded
 from model.engine import ModelEngine, NoModelLoaded
 from model.registry import ModelRegistry
 from server import metrics
@@ -102,7 +102,9 @@ async def build_services(settings: Settings) -> Services:
     metrics.observe_engine(engine)
     objects = object_store(settings)
     registry = ModelRegistry(objects)
-    models = ModelService(engine, registry, settings.resolved_model_path, lambda: catalog.catalog)
+    models = ModelService(
+        engine, registry, settings.resolved_model_path, lambda: catalog.catalog, settings.sandbox
+    )
     await models.start()
     return Services(
         settings=settings,
@@ -189,6 +191,14 @@ def _install_fault_handlers(app: FastAPI) -> None:
     async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
         return error_response(
             503, "The service is overloaded; retry shortly.", headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(BadModelOutput)
+    async def _bad_output(_: Request, exc: BadModelOutput) -> JSONResponse:
+        # Only this batch's callers; nothing was stored, and no made-up ranking is.
+        log.error("model output refused: %s", exc)
+        return error_response(
+            503, "The model gave an unusable answer; retry shortly.", headers={"Retry-After": "2"}
         )
 
     @app.exception_handler(NoModelLoaded)

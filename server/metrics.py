@@ -76,6 +76,10 @@ REJECTED = Counter(
     "Inferences refused because the queue was full (answered 503).",
 )
 FAILED_BATCHES = Counter("hollang_inference_failed_batches", "Model runs that raised.")
+BAD_OUTPUT_BATCHES = Counter(
+    "hollang_inference_bad_output_batches",
+    "Model runs refused for non-finite outputs or a wrong row count (callers got 503).",
+)
 QUEUE_DEPTH = Gauge(
     "hollang_inference_queue_depth",
     "Inputs waiting for the model, summed over live workers.",
@@ -152,6 +156,7 @@ class _Sampler:
     def __init__(self) -> None:
         self.rejected = 0
         self.failed = 0
+        self.bad_outputs = 0
         self.model: str | None = None
 
     def sample(self, services: Services) -> None:
@@ -160,7 +165,10 @@ class _Sampler:
             REJECTED.inc(stats.rejected - self.rejected)
         if stats.failed_batches > self.failed:
             FAILED_BATCHES.inc(stats.failed_batches - self.failed)
+        if stats.bad_output_batches > self.bad_outputs:
+            BAD_OUTPUT_BATCHES.inc(stats.bad_output_batches - self.bad_outputs)
         self.rejected, self.failed = stats.rejected, stats.failed_batches
+        self.bad_outputs = stats.bad_output_batches
         QUEUE_DEPTH.set(services.engine.queue_depth)
         model = services.engine.model
         version = model.version if model is not None else None

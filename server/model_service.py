@@ -6,6 +6,14 @@ worker validates the file completely, publishes it, moves the pointer with a con
 put, and swaps locally; every other worker sees the pointer move on its next poll and swaps
 through the same validation. A pointer whose model fails validation here is refused and
 reported, and the current model keeps serving.
+
+Validation is `model.sandbox`: a child process with memory and time limits, awaited without
+blocking the event loop. Only a model that passed there gets a session in this worker.
+
+A pointer that cannot be parsed (truncated, not JSON, missing fields) never stops a
+replica: at start it serves `HOLLANG_MODEL_PATH`, mid-run it keeps its model, and both say
+why (`pointer_error`, shown in /health/ready and /info). An upload or `hollang model
+activate` overwrites such a pointer (conditionally, on the bytes that were read).
 """
 
 from __future__ import annotations
@@ -13,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from db.catalog import Catalog
-from model.engine import LoadedModel, ModelEngine, load_model
+from model import quality, sandbox
+from model.engine import LoadedModel, ModelEngine, open_session
 from model.modelfile import ModelFile, ModelFileError
-from model.registry import ActivePointer, ModelRegistry, RegistryError
+from model.registry import ActivePointer, CorruptPointer, ModelRegistry, RegistryError
 from model.scoring import mbti_from_scores, scores_from_answers
 from storage.objectstore import ObjectNotFound, ObjectStoreError, PreconditionFailed
 
@@ -63,12 +72,16 @@ class ModelService:
         registry: ModelRegistry,
         initial_model: Path,
         catalog: Callable[[], Catalog],
+        limits: sandbox.SandboxLimits | None = None,
     ) -> None:
         self.engine = engine
+        self.limits = limits or sandbox.SandboxLimits(max_batch_size=engine.settings.max_batch_size)
         self.registry = registry
         self.initial_model = initial_model
         self._catalog = catalog
         self._lock = asyncio.Lock()
+        # One validation at a time per worker: each child may use the whole memory limit.
+        self._validating = asyncio.Semaphore(1)
         self._refused_sha: str | None = None
         self.model_error: str | None = None  # a model this worker refused or could not load
         self.pointer_error: str | None = None  # the registry could not be read
@@ -113,6 +126,9 @@ class ModelService:
                     # store installs the pointer's model.
                     self.pointer_error = f"object store unreachable at start: {exc}"
                     log.error("%s; serving %s until it answers", exc, self.initial_model)
+                elif isinstance(exc, CorruptPointer):
+                    self.pointer_error = str(exc)
+                    log.error("%s; serving %s until it is repaired", exc, self.initial_model)
                 else:
                     if pointer is not None:
                         self._refused_sha = pointer.active.sha256
@@ -152,15 +168,32 @@ class ModelService:
         log.info("serving model %s (%s)", model.version, file.sha256[:12])
 
     async def _validate(self, file: ModelFile) -> LoadedModel:
+        return (await self._checked(file, reference=None))[0]
+
+    async def _checked(
+        self, file: ModelFile, reference: LoadedModel | None
+    ) -> tuple[LoadedModel, sandbox.Validated]:
+        """The sandbox's verdict, then a session here for a model that passed."""
         labels = self._catalog().hobby_keys
-        return await asyncio.to_thread(load_model, file, labels)
+        async with self._validating:
+            validated = await sandbox.validate(
+                file.data,
+                labels,
+                self.limits,
+                reference=reference.file.data if reference is not None else None,
+            )
+        session = await asyncio.to_thread(open_session, file)
+        return replace(session, batch_seconds=validated.batch_seconds), validated
 
     async def follow(self) -> None:
         """One poll: swap if the pointer moved to a model this worker does not run."""
         try:
             pointer = await asyncio.to_thread(self.registry.read_pointer)
-        except ObjectStoreError as exc:
-            self.pointer_error = f"cannot read the active model pointer: {exc}"
+        except (ObjectStoreError, CorruptPointer) as exc:
+            if isinstance(exc, CorruptPointer):
+                self.pointer_error = str(exc)
+            else:
+                self.pointer_error = f"cannot read the active model pointer: {exc}"
             log.warning("%s; keeping model %s", self.pointer_error, self.version)
             return
         self.pointer_error = None
@@ -188,18 +221,33 @@ class ModelService:
 
     # ---- administration ----
 
-    async def upload(self, data: bytes) -> LoadedModel:
-        """Validate fully, publish, activate, swap; raises ModelFileError/RegistryError."""
+    async def upload(
+        self, data: bytes, *, allow_degenerate: bool = False, require_agreement: float | None
+    ) -> tuple[LoadedModel, quality.QualityReport]:
+        """Validate fully, pass the quality gates against the model this worker serves,
+        publish, activate, swap; raises ModelFileError/RegistryError."""
         file = await asyncio.to_thread(ModelFile.from_bytes, data)
-        model = await self._validate(file)
+        active = self.engine.model
+        model, validated = await self._checked(file, reference=active)
+        report = quality.compare(
+            file.metadata.labels,
+            validated.top3,
+            (active.version, active.labels, validated.reference_top3)
+            if active is not None and validated.reference_top3 is not None
+            else None,
+        )
+        quality.enforce(
+            report, allow_degenerate=allow_degenerate, require_agreement=require_agreement
+        )
         async with self._lock:
             entry = await asyncio.to_thread(self.registry.publish, file)
             await self._move_pointer(lambda pointer: self.registry.activate(entry, pointer))
             self.engine.swap(model)
             self._refused_sha = None
             self.model_error = None
+            self.pointer_error = None
         log.info("model %s uploaded and activated", model.version)
-        return model
+        return model, report
 
     async def rollback(self) -> LoadedModel:
         """Re-activate the previous version, validated here before the pointer moves."""
@@ -220,10 +268,17 @@ class ModelService:
         log.info("rolled back to model %s", model.version)
         return model
 
-    async def _move_pointer(self, move: Callable[[ActivePointer | None], ActivePointer]) -> None:
-        """Read-then-conditional-put; a lost race is retried on the fresh pointer."""
+    async def _move_pointer(
+        self, move: Callable[[ActivePointer | CorruptPointer | None], ActivePointer]
+    ) -> None:
+        """Read-then-conditional-put; a lost race is retried on the fresh pointer. A corrupt
+        pointer is overwritten (on the etag of the bytes that were read)."""
         for _ in range(3):
-            pointer = await asyncio.to_thread(self.registry.read_pointer)
+            pointer: ActivePointer | CorruptPointer | None
+            try:
+                pointer = await asyncio.to_thread(self.registry.read_pointer)
+            except CorruptPointer as corrupt:
+                pointer = corrupt
             try:
                 await asyncio.to_thread(move, pointer)
                 return
@@ -232,7 +287,15 @@ class ModelService:
         raise RegistryError("the active model pointer kept changing; try again")
 
     async def history(self) -> ActivePointer | None:
-        return await asyncio.to_thread(self.registry.read_pointer)
+        """The pointer, or None if there is none, it cannot be parsed or the store does not
+        answer (`pointer_error` then says why): the status route must not fail for it."""
+        try:
+            return await asyncio.to_thread(self.registry.read_pointer)
+        except CorruptPointer as exc:
+            self.pointer_error = str(exc)
+        except ObjectStoreError as exc:
+            self.pointer_error = f"cannot read the active model pointer: {exc}"
+        return None
 
     @property
     def version(self) -> str | None:

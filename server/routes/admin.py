@@ -1,13 +1,15 @@
 """Model administration: upload (validate, publish, activate, swap), status, rollback.
 
 Registered only when `HOLLANG_ADMIN_TOKEN` is set; every route requires it as a bearer token.
+None of them answers 5xx for an unreadable pointer: status shows it (`pointer: null`,
+`lastError`), an upload overwrites it, and a rollback is a 409 that says how to repair it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from model.engine import LoadedModel
 from model.modelfile import ModelFileError
@@ -27,6 +29,7 @@ class ModelStatus(Camel):
     active: dict[str, Any] | None
     pointer: dict[str, Any] | None
     last_error: str | None
+    quality: dict[str, Any] | None = None  # an upload's comparison with the previous model
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:
@@ -57,9 +60,10 @@ def _describe(model: LoadedModel | None) -> dict[str, Any] | None:
     return {**model.file.describe(), "loadedAt": model.loaded_at}
 
 
-async def _status(services: ServicesDep) -> ModelStatus:
+async def _status(services: ServicesDep, quality: dict[str, Any] | None = None) -> ModelStatus:
     pointer = await services.models.history()
     return ModelStatus(
+        quality=quality,
         active=_describe(services.engine.model),
         pointer=None
         if pointer is None
@@ -99,16 +103,45 @@ UPLOAD_BODY = {
     responses=ADMIN_ERRORS,
     openapi_extra=UPLOAD_BODY,
 )
-async def upload_model(request: Request, services: ServicesDep) -> Envelope[ModelStatus]:
-    """Upload a model file (raw body or multipart field `file`); it serves only once valid."""
+async def upload_model(
+    request: Request,
+    services: ServicesDep,
+    allow_degenerate: Annotated[
+        bool,
+        Query(
+            alias="allowDegenerate",
+            description="accept a model that gives the same three hobbies for every input",
+        ),
+    ] = False,
+    require_agreement: Annotated[
+        float | None,
+        Query(
+            alias="requireAgreement",
+            ge=0,
+            le=1,
+            description="refuse unless the model gives the active model's top 3 for at "
+            "least this share of all inputs",
+        ),
+    ] = None,
+) -> Envelope[ModelStatus]:
+    """Upload a model file (raw body or multipart field `file`); it serves only once valid.
+
+    Validated in a bounded child process (every batch size), then compared with the active
+    model over all inputs (`data.quality`) and refused if degenerate or below
+    `requireAgreement`."""
     data = await _read_upload(request, services.settings.max_model_bytes)
     try:
-        model = await services.models.upload(data)
+        model, report = await services.models.upload(
+            data, allow_degenerate=allow_degenerate, require_agreement=require_agreement
+        )
     except (ModelFileError, RegistryError) as exc:
         raise ApiError(422, f"Model rejected: {exc}") from None
     except ObjectStoreError as exc:
         raise ApiError(503, f"The model store is unavailable: {exc}") from None
-    return Envelope(message=f"Model {model.version} is active.", data=await _status(services))
+    return Envelope(
+        message=f"Model {model.version} is active.",
+        data=await _status(services, report.describe()),
+    )
 
 
 ROLLBACK_ERRORS = {

@@ -59,8 +59,12 @@ async def ready(services: ServicesDep) -> JSONResponse:
         )
         response.headers["Retry-After"] = "5"
         return response
+    # Serving, but the registry is not followed (pointer unreadable, store down, a refused
+    # model): still ready, since pulling every replica for a shared pointer would stop the
+    # fleet, but DEGRADED, with the reason in checks.modelRegistry.
+    status = "DEGRADED" if "modelRegistry" in checks else "UP"
     return JSONResponse(
-        {"code": "OK", "message": "ready", "data": {"status": "UP", "checks": checks}}
+        {"code": "OK", "message": "ready", "data": {"status": status, "checks": checks}}
     )
 
 

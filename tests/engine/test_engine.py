@@ -161,7 +161,7 @@ def test_an_output_that_lies_about_its_width_is_caught_by_the_smoke_batch(
         labels, output_width=5, declared_output_width=len(labels), hide_output_shape=True
     )
     file = ModelFile.from_bytes(data)  # the signature alone looks right
-    rejected(file, "smoke batch returned shape (256, 5)")
+    rejected(file, "a batch of 1 returned shape [1, 5], not [1, 19]")
 
 
 def test_labels_unknown_to_the_catalogue_are_refused(bundled: ModelFile) -> None:
@@ -183,7 +183,7 @@ def test_many_unknown_labels_are_counted_and_a_few_named(bundled: ModelFile) -> 
 
 def test_a_nan_bias_is_refused(labels: tuple[str, ...]) -> None:
     file = ModelFile.from_bytes(mlp_bytes(labels, "nan-1", seed=4, nan_bias=True))
-    rejected(file, "smoke batch returned non-finite logits")
+    rejected(file, "a batch of 1 returned non-finite logits")
 
 
 def test_logits_that_overflow_on_some_inputs_only_are_refused(labels: tuple[str, ...]) -> None:

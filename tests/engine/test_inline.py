@@ -31,20 +31,35 @@ def model() -> LoadedModel:
     return load_model(ModelFile.read(BUNDLED))
 
 
-def test_load_measures_the_model_cost(model: LoadedModel) -> None:
-    assert 0 < model.single_row_seconds < 1
-    assert 0 <= model.per_row_seconds < 1
+def costs(single: float, per_row: float, sizes: int = 64) -> tuple[float, ...]:
+    """Measured seconds for batches of 1..sizes rows of a model with a linear cost."""
+    return tuple(single + (n - 1) * per_row for n in range(1, sizes + 1))
+
+
+def test_load_measures_every_batch_size(model: LoadedModel) -> None:
+    assert len(model.batch_seconds) == 64
+    assert all(0 < seconds < 1 for seconds in model.batch_seconds)
+    assert model.single_row_seconds == model.batch_seconds[0]
 
 
 def test_rows_within_follows_the_measured_cost(model: LoadedModel) -> None:
-    costed = replace(model, single_row_seconds=10e-6, per_row_seconds=1e-6)
+    costed = replace(model, batch_seconds=costs(10e-6, 1e-6))
     assert costed.rows_within(200e-6, 64) == 64  # 10 + 63 x 1 µs fits in 200 µs
     assert costed.rows_within(50e-6, 64) == 41  # 10 + 40 x 1 µs = 50 µs
     assert costed.rows_within(10e-6, 64) == 1
     assert costed.rows_within(9e-6, 64) == 0  # not even one row fits
     assert costed.rows_within(0, 64) == 0  # inline switched off
-    never_measured = replace(model, single_row_seconds=float("inf"))
+    never_measured = replace(model, batch_seconds=())
     assert never_measured.rows_within(1.0, 64) == 0
+
+
+def test_rows_within_stops_at_the_first_slow_size(model: LoadedModel) -> None:
+    """Fast at 1 and at 64, slow at 7: no batch of 7 or more may run on the event loop."""
+    measured = list(costs(10e-6, 0.1e-6))
+    measured[6] = 1.2  # a batch of 7 took 1.2 s
+    costed = replace(model, batch_seconds=tuple(measured))
+    assert costed.rows_within(200e-6, 64) == 6
+    assert costed.rows_within(200e-6, 3) == 3
 
 
 async def _answers_while_thread_is_held(engine: ModelEngine, rows: list[list[float]]) -> bool:
@@ -62,7 +77,7 @@ async def _answers_while_thread_is_held(engine: ModelEngine, rows: list[list[flo
 
 
 def test_a_fast_model_runs_on_the_event_loop_and_still_batches(model: LoadedModel) -> None:
-    fast = replace(model, single_row_seconds=10e-6, per_row_seconds=0.2e-6)
+    fast = replace(model, batch_seconds=costs(10e-6, 0.2e-6))
     inputs = all_score_inputs()
 
     async def scenario() -> tuple[bool, bool, ModelEngine, list[np.ndarray]]:
@@ -83,7 +98,7 @@ def test_a_fast_model_runs_on_the_event_loop_and_still_batches(model: LoadedMode
 
 
 def test_a_slow_model_uses_the_inference_thread(model: LoadedModel) -> None:
-    slow = replace(model, single_row_seconds=5e-3, per_row_seconds=1e-3)
+    slow = replace(model, batch_seconds=costs(5e-3, 1e-3))
 
     async def scenario() -> bool:
         engine = ModelEngine(BatchSettings(max_inline_seconds=200e-6))
@@ -110,7 +125,7 @@ def test_inline_off_uses_the_inference_thread(model: LoadedModel) -> None:
 
 def test_only_batches_within_the_budget_run_inline(model: LoadedModel) -> None:
     """A model that fits 4 rows in the budget: a lone row runs inline, a crowd waits."""
-    costed = replace(model, single_row_seconds=10e-6, per_row_seconds=30e-6)  # 4 rows: 100 µs
+    costed = replace(model, batch_seconds=costs(10e-6, 30e-6))  # 4 rows: 100 µs
 
     async def scenario() -> tuple[bool, bool]:
         engine = ModelEngine(BatchSettings(max_inline_seconds=100e-6, max_batch_size=64))

@@ -130,3 +130,49 @@ def test_a_corrupted_model_object_is_refused(
     assert "corrupted (sha256 mismatch)" in error
     pointer = registry.read_pointer()
     assert pointer is not None and pointer.active.version == "good-1"
+
+
+def test_publish_reports_quality_and_applies_the_gates(
+    objects: StoreUnderTest, registry_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.model import hostile
+
+    hollang(registry_env, "model", "publish", write_model(tmp_path, "gate-1", 31), "--activate")
+    two = hollang(registry_env, "model", "publish", write_model(tmp_path, "gate-2", 32))
+    quality = two["quality"]
+    assert quality["comparedWith"] == "gate-1" and quality["inputs"] == 256
+    assert 0 <= quality["top3Agreement"] <= 1 and 0 <= quality["top1Agreement"] <= 1
+    assert sum(quality["top3Counts"].values()) == 768
+    assert quality["top3Counts"].keys() == quality["activeTop3Counts"].keys()
+
+    below = hollang(
+        registry_env,
+        "model",
+        "publish",
+        write_model(tmp_path, "gate-3", 33),
+        "--require-agreement",
+        "0.99",
+        code=1,
+    )
+    assert "model refused: it agrees with the active model gate-1 on" in below
+
+    constant = tmp_path / "constant.onnx"
+    constant.write_bytes(hostile.constant("gate-constant"))
+    refused = hollang(registry_env, "model", "publish", str(constant), code=1)
+    assert "model refused: degenerate model" in refused
+    assert not [k for k in objects.store.list("models/versions/") if "gate-constant" in k]
+    allowed = hollang(registry_env, "model", "publish", str(constant), "--allow-degenerate")
+    assert allowed["quality"]["degenerate"] is True
+
+    reordered = tmp_path / "reordered.onnx"
+    active_bytes = Path(write_model(tmp_path, "gate-1", 31)).read_bytes()
+    reordered.write_bytes(hostile.reordered_labels(active_bytes, "gate-reordered"))
+    error = hollang(registry_env, "model", "publish", str(reordered), code=1)
+    assert "labels in the wrong order" in error
+
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes(hostile.external_data("hollang.db"))
+    error = hollang(registry_env, "model", "publish", str(outside), code=1)
+    assert "model refused" in error and "use external data" in error
+    pointer = ModelRegistry(objects.store).read_pointer()
+    assert pointer is not None and pointer.active.version == "gate-1"
