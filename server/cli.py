@@ -39,7 +39,7 @@ def main() -> None:
 )
 @click.option("--no-migrate", is_flag=True, help="Do not migrate and seed the database first.")
 def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
-    """Serve the API (uvicorn; uvloop and httptools where available).
+    """Serve the API (uvicorn with uvloop and httptools, bounded per connection).
 
     SIGTERM drains: new connections are refused, accepted requests and the batch queue
     finish (at most 30 s), then the process exits 0."""
@@ -49,6 +49,7 @@ def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
     with metrics_directory():
         from server import serving
         from server.app import prepare_database
+        from server.protocol import GuardedHttpToolsProtocol
         from server.settings import Settings
 
         if not no_migrate:
@@ -60,7 +61,7 @@ def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
             port=port,
             workers=workers,
             loop="auto",
-            http="auto",
+            http=GuardedHttpToolsProtocol,  # httptools, bounded per connection
             access_log=False,  # server.middleware logs one line per request instead
             log_config=None,  # uvicorn's own logs go through our (JSON) handler
             timeout_graceful_shutdown=30,

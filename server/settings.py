@@ -61,6 +61,24 @@ class Settings(BaseSettings):
     # collapses; here they wait their turn instead (README, Benchmarks).
     db_pool_size: int = Field(default=4, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
+    # Bounds on what one client connection can hold (server/protocol.py; README, "Hostile
+    # traffic"). The timeouts are whole-phase deadlines, not idle gaps.
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="largest request line + headers, else 431"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds from a request's first byte to its headers' end"
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="seconds from a request's headers to its body's end"
+    )
+    max_pipelined_requests: int = Field(default=16, ge=1, description="queued per connection")
+    max_connections: int = Field(
+        default=1000, ge=1, description="per worker; past it a connection gets 503"
+    )
+    survey_token: bool = Field(
+        default=True, description="surveys need the recommendation's X-Recommendation-Token"
+    )
     inference_url: str | None = Field(
         default=None, description="an original-style inference server to call instead"
     )

@@ -35,6 +35,7 @@ from db.models import (
 )
 from db.session import Database
 from server.app import create_app, prepare_database
+from server.protocol import GuardedHttpToolsProtocol
 from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,12 @@ def start_service(settings: Settings) -> Iterator[RunningService]:
     prepare_database(settings)
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        http=GuardedHttpToolsProtocol,  # what `hollang serve` runs (default bounds)
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,0 +1,282 @@
+"""The HTTP protocol of `hollang serve`: uvicorn's httptools protocol, bounded per connection.
+
+uvicorn's own protocol (0.54, `uvicorn/protocols/http/httptools_impl.py`) holds whatever a
+client sends for as long as it likes:
+
+- Header bytes pile up inside httptools (`_current_header_value += val`, once per read), so
+  a trickled 64 MiB header costs quadratic copying and its memory, and is then accepted.
+  The protocol never sees `on_header_field`/`on_header_value` (the parser keeps them and
+  calls `on_header` with the whole header), so the bound counts the bytes read while a
+  request's head is incomplete: the first read past `max_header_bytes` answers 431.
+- No timer runs between a connection's first byte and its request's end: half a request
+  line, or a chunked body that never ends, is held forever. Here a head must complete
+  within `header_timeout` of its first byte (of the connection's opening, for the first
+  one) and a body within `body_timeout` of its head; past that the client gets a 408 when
+  no response of its is under way, else the connection is closed.
+- Pipelined requests are parsed a whole read (256 KiB under uvloop) at a time, each
+  becoming a queued request cycle, and reading resumes after every response even while
+  the queue is long, so one connection can queue without bound. Here the request past
+  `max_pipelined` stops the parsing: the queued ones are answered, the last with
+  `Connection: close`, and the rest is dropped (a client retries those on a new one).
+- `limit_concurrency` counts connections and running requests, and only when a request's
+  headers are complete: an idle connection past it is held like any other, and the 503 is
+  plain text. Here a connection past `max_connections` is answered 503 (the JSON envelope,
+  `Retry-After: 1`) on its first read, or closed after a second if it sends nothing.
+
+What a healthy keep-alive request pays is a few attribute writes and one clock read per
+phase: deadlines are checked by one sweep per worker every `tick` seconds, never by a
+timer per request (README, "Hostile traffic").
+
+After a 4xx/5xx of its own the protocol half-closes and reads (and drops) what is still
+coming for a second before closing, so the client reads the answer instead of a reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import weakref
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from server.settings import Settings
+
+LINGER = 1.0  # seconds a refused connection is drained before it is closed
+
+_IDLE, _HEAD, _BODY, _DONE = range(4)  # request phases; _DONE: refused, lingering
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_header_bytes: int
+    header_timeout: float
+    body_timeout: float
+    max_pipelined: int
+    max_connections: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            max_pipelined=settings.max_pipelined_requests,
+            max_connections=settings.max_connections,
+        )
+
+    @property
+    def tick(self) -> float:
+        """How often deadlines are checked: a quarter of the shortest timeout, 50 ms..1 s."""
+        return min(1.0, max(0.05, min(self.header_timeout, self.body_timeout) / 4))
+
+
+@functools.cache
+def worker_limits() -> ConnectionLimits:
+    """Read once per process: uvicorn builds the protocol itself (a class named by reference
+    in the config, which workers receive pickled), so the settings cannot be passed in."""
+    from server.settings import Settings
+
+    return ConnectionLimits.from_settings(Settings())
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing this connection's input."""
+
+
+class _Sweeper:
+    """One per worker: closes or answers the connections whose deadline has passed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any], tick: float):
+        self.loop = loop
+        self.connections = connections
+        self.tick = tick
+        loop.call_later(tick, self.sweep)
+
+    def sweep(self) -> None:
+        now = self.loop.time()
+        for connection in list(self.connections):
+            deadline = getattr(connection, "deadline", None)
+            if deadline is not None and deadline <= now:
+                connection.expire()
+        self.loop.call_later(self.tick, self.sweep)
+
+
+_sweepers: weakref.WeakKeyDictionary[ServerState, _Sweeper] = weakref.WeakKeyDictionary()
+
+
+def _answer(status: HTTPStatus, message: str, extra: bytes = b"") -> bytes:
+    body = json.dumps({"code": status.name, "message": message}).encode()
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()),
+            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+            extra,
+            b"connection: close\r\n\r\n",
+            body,
+        )
+    )
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the bounds above; select with `Config(http=...)`."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = worker_limits()
+        self.deadline: float | None = None  # when this connection's current phase expires
+        self._phase = _IDLE
+        self._messages = 0  # requests begun on this connection
+        self._head_read = 0  # bytes read for the current request's head
+        self._read_size = 0  # size of the read being parsed
+        self._refusal: tuple[HTTPStatus, str] | None = None
+        self._refused = False  # nothing more is parsed on this connection
+        self._over_limit = False
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.server_state not in _sweepers:
+            _sweepers[self.server_state] = _Sweeper(self.loop, self.connections, self.limits.tick)
+        if len(self.connections) > self.limits.max_connections:
+            self._over_limit = True
+            self.deadline = self.loop.time() + min(LINGER, self.limits.header_timeout)
+        else:  # a connection that never sends its first request is a stalled request line
+            self.deadline = self.loop.time() + self.limits.header_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # draining after a refusal
+        if self._over_limit:
+            self._refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "Too many connections; retry shortly.",
+                b"retry-after: 1\r\n",
+            )
+            return
+        self._unset_keepalive_if_required()
+        messages, phase = self._messages, self._phase
+        self._read_size = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._refusal is None:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            elif self._refusal[0] is HTTPStatus.TOO_MANY_REQUESTS:
+                self._stop_after_queued()
+            else:
+                self._refuse(*self._refusal)
+            return
+        if self._phase == _HEAD:
+            # Exact when the read began with this head or continued it; a head that began
+            # after another request within the read is counted from the next read.
+            if self._messages == messages:
+                self._head_read += len(data)
+            elif self._messages == messages + 1 and phase == _IDLE:
+                self._head_read = len(data)
+            if self._head_read > self.limits.max_header_bytes:
+                self._refuse(*self._headers_too_large())
+
+    def expire(self) -> None:
+        """Called by the sweep once `deadline` has passed."""
+        self.deadline = None
+        if self._phase == _DONE or self._over_limit or self.transport.is_closing():
+            self.transport.close()
+        elif self._phase == _IDLE:
+            self.transport.close()  # nothing of a request arrived: nobody to answer
+        elif self._phase == _HEAD:
+            self._refuse(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"The request head did not arrive within {self.limits.header_timeout:g} s.",
+            )
+        else:
+            cycle = self.cycle
+            if cycle.response_started or self.pipeline:
+                self.transport.close()
+            else:
+                cycle.disconnected = True  # the app's receive() returns disconnect, send is a no-op
+                cycle.message_event.set()
+                self._refuse(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    f"The request body did not arrive within {self.limits.body_timeout:g} s.",
+                )
+
+    # -- parser callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if len(self.pipeline) >= self.limits.max_pipelined:
+            self._refusal = (HTTPStatus.TOO_MANY_REQUESTS, "")
+            raise _Refused
+        self._messages += 1
+        self._phase = _HEAD
+        self._head_read = 0
+        self.deadline = self.loop.time() + self.limits.header_timeout
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        if self._head_read + self._read_size > self.limits.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.limits.max_header_bytes:
+                self._refusal = self._headers_too_large()
+                raise _Refused
+        self._phase = _BODY
+        self.deadline = self.loop.time() + self.limits.body_timeout
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._phase = _IDLE
+        self.deadline = None
+        super().on_message_complete()
+
+    # -- refusals -------------------------------------------------------------------------
+
+    def _headers_too_large(self) -> tuple[HTTPStatus, str]:
+        return (
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            f"The request head is larger than {self.limits.max_header_bytes} bytes.",
+        )
+
+    def _refuse(self, status: HTTPStatus, message: str, extra: bytes = b"") -> None:
+        """Answer, half-close, and drain for LINGER seconds before closing; or just close
+        while an earlier request of this connection is still being answered."""
+        self._refused = True
+        self._phase = _DONE
+        cycle = self.cycle
+        answering = cycle is not None and not cycle.response_complete and not cycle.disconnected
+        if self.pipeline or answering or self.transport.is_closing():
+            self.transport.close()
+            return
+        self.transport.write(_answer(status, message, extra))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.flow.resume_reading()
+        self.deadline = self.loop.time() + LINGER
+
+    def _stop_after_queued(self) -> None:
+        """Too many pipelined requests: answer the queued ones and close after the last."""
+        self._refused = True
+        self.deadline = None
+        newest, _app = self.pipeline[0]  # appendleft: index 0 is the newest
+        newest.keep_alive = False
