@@ -134,6 +134,7 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     acked: dict[int, str | None] = field(default_factory=dict)  # recommendation id -> key
     keys_acked: set[str] = field(default_factory=set)
+    tokens: dict[int, str] = field(default_factory=dict)  # recommendation id -> its token
     retries: int = 0
     unfinished: int = 0  # --retry submissions never acknowledged before the grace ended
 
@@ -181,8 +182,10 @@ async def submit(
             json=body, headers=headers,
         )  # fmt: skip
         if response is not None and response.status_code == 200:
-            recommendation_id = int(response.json()["data"]["recommendation"]["id"])
+            created = response.json()["data"]["recommendation"]
+            recommendation_id = int(created["id"])
             tally.acked[recommendation_id] = key
+            tally.tokens[recommendation_id] = created["token"]
             if key:
                 tally.keys_acked.add(key)
             return recommendation_id
@@ -218,6 +221,7 @@ async def client_loop(
                 await timed(
                     client, tally, "POST /recommendations/{id}/surveys", "POST",
                     f"{path}/surveys", json={"survey": {"hobbies": ratings}},
+                    headers={"X-Recommendation-Token": tally.tokens[recommendation_id]},
                 )  # fmt: skip
         elif roll < 0.35:
             await timed(

@@ -2,7 +2,8 @@
 
 Additions to the original, each for a reason: `hobby.active` / `hobby_type.active` (a new
 catalogue retires entries without breaking stored rows that point at them),
-`recommendation.model_version` (which model produced it), `test_response.test_id` (which
+`recommendation.model_version` (which model produced it), `recommendation.token_sha256`
+(who may answer its survey), `test_response.test_id` (which
 test was answered), `catalog_version` (what catalogue is loaded) and `idempotency_key`
 (a retried POST is answered from it instead of stored twice) and `counter` (exact totals
 kept in the writers' transactions, so counting costs the same at any size). MySQL tables are
@@ -168,6 +169,9 @@ class Recommendation(Timestamped, Base):
     score_f: Mapped[int] = mapped_column(SmallInteger)
     score_j: Mapped[int] = mapped_column(SmallInteger)
     model_version: Mapped[str] = mapped_column(String(64), index=True)
+    # SHA-256 (hex) of the token POST /test-responses returned; the token itself is never
+    # stored. NULL for rows from before tokens (db/recommendations.py, `survey_owner`).
+    token_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class RecommendationHobby(Timestamped, Base):

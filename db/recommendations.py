@@ -93,6 +93,7 @@ class Submission:
     scores: tuple[int, int, int, int]
     hobby_ids: Sequence[int]  # ranked, best first
     model_version: str
+    token_sha256: str | None = None  # db/ownership.py `token_digest`
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def _recommendation_row(submission: Submission, response_id: int, user_id: int) 
         "score_f": score_f,
         "score_j": score_j,
         "model_version": submission.model_version,
+        "token_sha256": submission.token_sha256,
     }
 
 

@@ -154,9 +154,19 @@ class UserOut(Camel):
     name: str
 
 
+class RecommendationCreated(Camel):
+    id: int
+    token: str = Field(
+        description=(
+            "owns the recommendation's survey: send it as X-Recommendation-Token; "
+            "returned only here, never by a GET"
+        )
+    )
+
+
 class TestResponseCreated(Camel):
     user: UserOut
-    recommendation: IdOut
+    recommendation: RecommendationCreated
 
 
 class CountOut(Camel):

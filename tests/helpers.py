@@ -132,6 +132,14 @@ def submission(name: str = "홀랑", scores: tuple[int, int, int, int] = (2, 1, 
     return {"user": {"name": name}, "testResponseDetails": answers_for(scores)}
 
 
+TOKEN_HEADER = "X-Recommendation-Token"
+
+
+def owner(created: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    """The header that owns the survey of a recommendation, from POST /test-responses `data`."""
+    return {TOKEN_HEADER: created["recommendation"]["token"]}
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Header, Path
 from fastapi.responses import Response
 
+from db.ownership import holds_token, stored_digest
 from db.recommendations import (
     NotFound,
     NotInRecommendation,
@@ -17,7 +18,7 @@ from db.recommendations import (
 from server.deps import Services, ServicesDep
 from server.errors import ApiError
 from server.responses import json_response
-from server.routes.docs import ERRORS
+from server.routes.docs import ERRORS, ErrorBody
 from server.schemas import (
     Envelope,
     RecommendationData,
@@ -31,6 +32,17 @@ from server.schemas import (
 
 router = APIRouter(tags=["recommendations"])
 RecommendationId = Annotated[int, Path(alias="id", ge=1, le=2**63 - 1)]
+TOKEN_HEADER = "X-Recommendation-Token"
+RecommendationToken = Annotated[
+    str | None,
+    Header(
+        alias=TOKEN_HEADER,
+        description=(
+            "the `token` POST /test-responses returned with this recommendation "
+            "(required unless HOLLANG_SURVEY_TOKEN=off)"
+        ),
+    ),
+]
 
 
 def _load(services: Services, recommendation_id: int) -> StoredRecommendation:
@@ -89,14 +101,38 @@ def get_shared_recommendation(
     )
 
 
+def _require_owner(services: Services, recommendation_id: int, token: str | None) -> None:
+    """401 without the token, 403 with one that is not this recommendation's. A row from
+    before tokens has no owner, so only HOLLANG_SURVEY_TOKEN=off opens it (README)."""
+    if not services.settings.survey_token:
+        return
+    if not token:
+        raise ApiError(401, f"This survey needs the recommendation's {TOKEN_HEADER}.")
+    try:
+        with services.db.read() as session:
+            stored = stored_digest(session, recommendation_id)
+    except NotFound:
+        raise ApiError(404, f"Recommendation {recommendation_id} does not exist.") from None
+    if not holds_token(stored, token):
+        raise ApiError(403, f"The {TOKEN_HEADER} is not this recommendation's.")
+
+
 @router.post(
     "/recommendations/{id}/surveys",
     response_model=Envelope[None],
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        401: {"model": ErrorBody, "description": f"no {TOKEN_HEADER}"},
+        403: {"model": ErrorBody, "description": f"the {TOKEN_HEADER} is not this one's"},
+    },
 )
 def create_survey(
-    recommendation_id: RecommendationId, body: SurveyRequest, services: ServicesDep
+    recommendation_id: RecommendationId,
+    body: SurveyRequest,
+    services: ServicesDep,
+    token: RecommendationToken = None,
 ) -> Envelope[None]:
+    _require_owner(services, recommendation_id, token)
     ratings = [(hobby.id, hobby.satisfaction) for hobby in body.survey.hobbies]
     try:
         services.db.transact(lambda session: record_survey(session, recommendation_id, ratings))

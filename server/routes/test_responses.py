@@ -8,6 +8,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from db.idempotency import KeyReused, StoredResponse, fingerprint, lookup
+from db.ownership import new_token
 from db.recommendations import Recorded, Submission, count_test_responses
 from db.write_batcher import PendingWrite
 from server.deps import ServicesDep
@@ -25,7 +26,7 @@ from server.schemas import (
     CountData,
     CountOut,
     Envelope,
-    IdOut,
+    RecommendationCreated,
     TestResponseCreated,
     TestResponseIn,
     UserOut,
@@ -66,6 +67,7 @@ async def create_test_response(
     if len(keys) < RECOMMENDED or hobby_type is None:
         raise ApiError(503, "The model and the catalogue disagree; an operator must fix it.")
     test = catalog.active_test
+    token, token_sha256 = new_token()  # replays return it from the key's stored response
     submission = Submission(
         user_name=body.user.name,
         test_id=test.id,
@@ -74,6 +76,7 @@ async def create_test_response(
         scores=recommendation.scores,
         hobby_ids=[catalog.hobby_by_key[key].id for key in keys],
         model_version=recommendation.model_version,
+        token_sha256=token_sha256,
     )
 
     def created(recorded: Recorded) -> Envelope[TestResponseCreated]:
@@ -81,7 +84,7 @@ async def create_test_response(
             message="Stored the test response and its recommendation.",
             data=TestResponseCreated(
                 user=UserOut(id=recorded.user_id, name=body.user.name),
-                recommendation=IdOut(id=recorded.recommendation_id),
+                recommendation=RecommendationCreated(id=recorded.recommendation_id, token=token),
             ),
         )
 

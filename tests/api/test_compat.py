@@ -24,7 +24,7 @@ from db.models import (
     TestResponseDetail,
     User,
 )
-from tests.helpers import RunningService, answers_for, submission
+from tests.helpers import RunningService, answers_for, owner, submission
 
 ORIGIN = "https://hollang.example"
 
@@ -200,14 +200,19 @@ def survey_rows(service: RunningService, recommendation_id: int) -> dict[int, tu
 
 
 def post_survey(
-    client: httpx.Client, recommendation_id: int, hobby: dict[str, Any], satisfaction: int
+    client: httpx.Client,
+    created: dict[str, Any],
+    hobby: dict[str, Any],
+    satisfaction: int,
 ) -> None:
+    recommendation_id = created["recommendation"]["id"]
     body = {
         "survey": {
             "hobbies": [{"id": hobby["id"], "name": hobby["name"], "satisfaction": satisfaction}]
         }
     }
-    assert ok(client.post(f"/recommendations/{recommendation_id}/surveys", json=body)) is None
+    path = f"/recommendations/{recommendation_id}/surveys"
+    assert ok(client.post(path, json=body, headers=owner(created))) is None
 
 
 def survey_count(service: RunningService) -> int:
@@ -225,14 +230,14 @@ def test_survey_marks_the_recommendation_and_a_second_survey_replaces_the_first(
     hobby = shown["hobbies"][0]
     surveys_before = survey_count(service)
 
-    post_survey(client, recommendation_id, hobby, 2)
+    post_survey(client, created, hobby, 2)
     assert recommendation(client, recommendation_id)["didSurvey"] is True
     first = survey_rows(service, recommendation_id)
     assert list(first) == [hobby["id"]]
     assert first[hobby["id"]][1] == 2
     assert survey_count(service) == surveys_before + 1
 
-    post_survey(client, recommendation_id, hobby, 5)
+    post_survey(client, created, hobby, 5)
     second = survey_rows(service, recommendation_id)
     assert list(second) == [hobby["id"]]
     assert second[hobby["id"]] == (first[hobby["id"]][0], 5)
@@ -252,7 +257,8 @@ def test_survey_of_all_three_hobbies_at_once(service: RunningService, client: ht
             ]
         }
     }
-    assert ok(client.post(f"/recommendations/{recommendation_id}/surveys", json=body)) is None
+    path = f"/recommendations/{recommendation_id}/surveys"
+    assert ok(client.post(path, json=body, headers=owner(created))) is None
     rows = survey_rows(service, recommendation_id)
     assert {hobby_id: satisfaction for hobby_id, (_, satisfaction) in rows.items()} == {
         hobbies[0]["id"]: 1,
@@ -263,10 +269,11 @@ def test_survey_of_all_three_hobbies_at_once(service: RunningService, client: ht
 
 
 def test_survey_of_one_recommendation_leaves_another_unsurveyed(client: httpx.Client) -> None:
-    first = submit(client, submission("하나"))["recommendation"]["id"]
+    created = submit(client, submission("하나"))
+    first = created["recommendation"]["id"]
     second = submit(client, submission("둘"))["recommendation"]["id"]
     hobby = recommendation(client, first)["hobbies"][2]
-    post_survey(client, first, hobby, 4)
+    post_survey(client, created, hobby, 4)
     assert recommendation(client, first)["didSurvey"] is True
     assert recommendation(client, second)["didSurvey"] is False
 

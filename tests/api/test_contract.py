@@ -31,7 +31,7 @@ from db.models import (
     TestResponseDetail,
     User,
 )
-from tests.helpers import RunningService, answers_for, stored_counts, submission
+from tests.helpers import RunningService, answers_for, owner, stored_counts, submission
 
 CATALOG = json.loads(DEFAULT_CATALOG.read_text(encoding="utf-8"))
 TYPES_BY_MBTI = {t["mbtiType"]: t for t in CATALOG["hobbyTypes"]}
@@ -368,7 +368,8 @@ def test_survey_answers_null_data(service: RunningService, client: httpx.Client)
     recommendation_id = created["recommendation"]["id"]
     hobby = recommendation(client, recommendation_id)["hobbies"][1]
     body = {"survey": {"hobbies": [{"id": hobby["id"], "name": hobby["name"], "satisfaction": 4}]}}
-    response = client.post(f"/recommendations/{recommendation_id}/surveys", json=body)
+    path = f"/recommendations/{recommendation_id}/surveys"
+    response = client.post(path, json=body, headers=owner(created))
     assert ok(response) is None
     with service.db.read() as session:
         satisfaction = session.scalar(

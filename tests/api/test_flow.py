@@ -15,7 +15,7 @@ from db.models import (
     Survey,
     User,
 )
-from tests.helpers import RunningService, stored_counts, submission
+from tests.helpers import RunningService, owner, stored_counts, submission
 
 
 def test_take_read_share_survey_rank(service: RunningService) -> None:
@@ -51,7 +51,11 @@ def test_take_read_share_survey_rank(service: RunningService) -> None:
                 "hobbies": [{"id": first["id"], "name": first["shortName"], "satisfaction": 5}]
             }
         }
-        answered = client.post(f"/recommendations/{recommendation_id}/surveys", json=survey)
+        answered = client.post(
+            f"/recommendations/{recommendation_id}/surveys",
+            json=survey,
+            headers=owner(body["data"]),
+        )
         assert answered.status_code == 200, answered.text
         assert answered.json()["data"] is None
         again = client.get(f"/recommendations/{recommendation_id}").json()["data"]

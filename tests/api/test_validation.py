@@ -18,7 +18,7 @@ from sqlalchemy import select
 from db.models import (
     Hobby,
 )
-from tests.helpers import RunningService, answers_for, stored_counts, submission
+from tests.helpers import RunningService, answers_for, owner, stored_counts, submission
 
 LEAKS = ("Traceback", "sqlalchemy", "SELECT", "pymysql", "sqlite3")
 
@@ -75,7 +75,7 @@ def stored(service: RunningService) -> dict[str, Any]:
         created = http.post("/test-responses", json=submission("검증")).json()["data"]
         rid = created["recommendation"]["id"]
         shown = http.get(f"/recommendations/{rid}").json()["data"]["recommendation"]
-    return {"id": rid, "hobbies": [h["id"] for h in shown["hobbies"]]}
+    return {"id": rid, "hobbies": [h["id"] for h in shown["hobbies"]], "owner": owner(created)}
 
 
 # ---- POST /test-responses ----
@@ -330,12 +330,21 @@ def survey(*ratings: tuple[object, object]) -> dict[str, Any]:
     return {"survey": {"hobbies": [{"id": i, "satisfaction": s} for i, s in ratings]}}
 
 
+def post_survey(client: httpx.Client, stored: dict[str, Any], body: object) -> httpx.Response:
+    """As the recommendation's owner, so only the body is wrong."""
+    return client.post(
+        f"/recommendations/{stored['id']}/surveys", json=body, headers=stored["owner"]
+    )
+
+
 @pytest.mark.usefixtures("writes_nothing")
 def test_survey_of_unknown_recommendation_is_not_found(
     client: httpx.Client, stored: dict[str, Any]
 ) -> None:
     response = client.post(
-        "/recommendations/999999999/surveys", json=survey((stored["hobbies"][0], 3))
+        "/recommendations/999999999/surveys",
+        json=survey((stored["hobbies"][0], 3)),
+        headers=stored["owner"],
     )
     error(response, 404, "NOT_FOUND")
 
@@ -349,7 +358,7 @@ def test_survey_of_a_hobby_outside_the_recommendation_is_rejected_and_stores_not
             select(Hobby.id).where(Hobby.id.not_in(stored["hobbies"])).limit(1)
         ).one()
     body = survey((stored["hobbies"][0], 5), (stranger, 2))
-    errors = invalid(client.post(f"/recommendations/{stored['id']}/surveys", json=body))
+    errors = invalid(post_survey(client, stored, body))
     assert fields(errors) == {"survey.hobbies[1].id"}
     shown = client.get(f"/recommendations/{stored['id']}").json()["data"]["recommendation"]
     assert shown["didSurvey"] is False
@@ -379,7 +388,7 @@ def test_bad_survey_is_rejected(
     field: str,
 ) -> None:
     body = survey(*((stored["hobbies"][index], value) for index, value in ratings))
-    errors = invalid(client.post(f"/recommendations/{stored['id']}/surveys", json=body))
+    errors = invalid(post_survey(client, stored, body))
     assert field in fields(errors), errors
 
 
@@ -402,7 +411,7 @@ def test_bad_survey_is_rejected(
 def test_malformed_survey_body_is_rejected(
     client: httpx.Client, stored: dict[str, Any], body: dict[str, Any], field: str
 ) -> None:
-    errors = invalid(client.post(f"/recommendations/{stored['id']}/surveys", json=body))
+    errors = invalid(post_survey(client, stored, body))
     assert field in fields(errors), errors
 
 
@@ -413,7 +422,7 @@ def test_survey_with_malformed_json_is_a_bad_request(
     response = client.post(
         f"/recommendations/{stored['id']}/surveys",
         content=b'{"survey": ',
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **stored["owner"]},
     )
     invalid(response)
 

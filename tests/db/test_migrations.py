@@ -31,7 +31,7 @@ def test_db_upgrade_creates_every_table_and_is_repeatable(
         with database.engine.connect() as connection:
             assert (
                 connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-                == "0003_counters"
+                == "0004_recommendation_token"
             )
             if connection.dialect.name == "mysql":
                 engines = connection.execute(

@@ -17,7 +17,14 @@ import pytest
 from sqlalchemy import func, select
 
 from db.models import RecommendationHobby, Survey
-from tests.helpers import RunningService, make_settings, start_service, stored_counts, submission
+from tests.helpers import (
+    RunningService,
+    make_settings,
+    owner,
+    start_service,
+    stored_counts,
+    submission,
+)
 
 
 @pytest.fixture
@@ -25,12 +32,14 @@ def replica(service: RunningService, tmp_path: Path) -> Iterator[RunningService]
     yield from start_service(make_settings(tmp_path, service.settings.resolved_database_url))
 
 
-def new_recommendation(service: RunningService) -> tuple[int, list[int]]:
+def new_recommendation(service: RunningService) -> tuple[int, list[int], dict[str, str]]:
+    """Its id, its hobbies and the header that owns its survey."""
     with service.client() as client:
-        created = client.post("/test-responses", json=submission("설문"))
-        recommendation_id = created.json()["data"]["recommendation"]["id"]
+        created = client.post("/test-responses", json=submission("설문")).json()["data"]
+        recommendation_id = created["recommendation"]["id"]
         shown = client.get(f"/recommendations/{recommendation_id}").json()
-    return recommendation_id, [h["id"] for h in shown["data"]["recommendation"]["hobbies"]]
+    hobbies = [h["id"] for h in shown["data"]["recommendation"]["hobbies"]]
+    return recommendation_id, hobbies, owner(created)
 
 
 def survey_rows(service: RunningService, recommendation_id: int) -> dict[int, int | None]:
@@ -48,6 +57,7 @@ def race(
     services: list[RunningService],
     recommendation_id: int,
     bodies: list[dict],  # type: ignore[type-arg]
+    token: dict[str, str],
 ) -> list[httpx.Response]:
     async def run() -> list[httpx.Response]:
         clients = [s.async_client() for s in services]
@@ -55,7 +65,7 @@ def race(
             return await asyncio.gather(
                 *(
                     clients[i % len(clients)].post(
-                        f"/recommendations/{recommendation_id}/surveys", json=body
+                        f"/recommendations/{recommendation_id}/surveys", json=body, headers=token
                     )
                     for i, body in enumerate(bodies)
                 )
@@ -70,13 +80,13 @@ def race(
 def test_racing_surveys_of_one_hobby_leave_one_survey_row(
     service: RunningService, replica: RunningService
 ) -> None:
-    recommendation_id, hobbies = new_recommendation(service)
+    recommendation_id, hobbies, token = new_recommendation(service)
     before = stored_counts(service)
     satisfactions = [1 + i % 5 for i in range(20)]
     bodies = [
         {"survey": {"hobbies": [{"id": hobbies[0], "satisfaction": s}]}} for s in satisfactions
     ]
-    responses = race([service, replica], recommendation_id, bodies)
+    responses = race([service, replica], recommendation_id, bodies, token)
     assert [r.status_code for r in responses] == [200] * len(bodies), [r.text for r in responses]
     after = stored_counts(service)
     assert after["survey"] - before["survey"] == 1  # replaced in place, never duplicated
@@ -92,7 +102,7 @@ def test_racing_surveys_of_one_hobby_leave_one_survey_row(
 def test_racing_surveys_of_different_hobbies_all_land(
     service: RunningService, replica: RunningService
 ) -> None:
-    recommendation_id, hobbies = new_recommendation(service)
+    recommendation_id, hobbies, token = new_recommendation(service)
     before = stored_counts(service)
     bodies = [
         {"survey": {"hobbies": [{"id": hobbies[i % 3], "satisfaction": 5 - i % 3}]}}
@@ -101,7 +111,7 @@ def test_racing_surveys_of_different_hobbies_all_land(
         {"survey": {"hobbies": [{"id": h, "satisfaction": 5 - i} for i, h in enumerate(hobbies)]}}
         for _ in range(4)
     ]
-    responses = race([service, replica], recommendation_id, bodies)
+    responses = race([service, replica], recommendation_id, bodies, token)
     assert {r.status_code for r in responses} == {200}, [r.text for r in responses]
     after = stored_counts(service)
     assert after["survey"] - before["survey"] == 3

@@ -33,7 +33,14 @@ from db.models import (
 from db.session import Database
 from server.app import prepare_database
 from server.cli import main
-from tests.helpers import BACKENDS, fresh_database_url, make_settings, start_service, submission
+from tests.helpers import (
+    BACKENDS,
+    fresh_database_url,
+    make_settings,
+    owner,
+    start_service,
+    submission,
+)
 from tests.storage.s3support import StoreUnderTest, s3_store
 
 ROWS = 100_000
@@ -62,20 +69,25 @@ def test_export_feeds_training(
     settings = objects.settings(database_url)
     for service in start_service(settings):
         with service.client() as client:
-            ids = []
+            ids, tokens = [], []
             for number in range(6):
                 scores = (number % 4, 3 - number % 4, number % 2, 2)
                 response = client.post("/test-responses", json=submission(scores=scores))
                 assert response.status_code == 200, response.text
                 ids.append(response.json()["data"]["recommendation"]["id"])
+                tokens.append(owner(response.json()["data"]))
             rated = {}
-            for satisfaction, recommendation_id in enumerate(ids[:4], start=2):
+            for satisfaction, (recommendation_id, token) in enumerate(
+                zip(ids[:4], tokens, strict=False), start=2
+            ):
                 full = client.get(f"/recommendations/{recommendation_id}").json()["data"]
                 first = full["recommendation"]["hobbies"][0]
                 survey = {
                     "survey": {"hobbies": [{"id": first["id"], "satisfaction": satisfaction}]}
                 }
-                answered = client.post(f"/recommendations/{recommendation_id}/surveys", json=survey)
+                answered = client.post(
+                    f"/recommendations/{recommendation_id}/surveys", json=survey, headers=token
+                )
                 assert answered.status_code == 200, answered.text
                 rated[recommendation_id] = satisfaction
             version = service.app_services.engine.model.version
