@@ -16,6 +16,7 @@ from server.catalog_view import CatalogCache
 from server.errors import ApiError
 from server.inference_client import RemoteInference
 from server.model_service import ModelService, Recommender
+from server.readiness import DatabaseReadiness
 from server.settings import Settings
 from storage.objectstore import ObjectStore
 
@@ -33,6 +34,10 @@ class Services:
     writes: SubmissionWriter
     started_at: float = field(default=0.0)
     inference: RemoteInference | None = None  # set by HOLLANG_INFERENCE_URL
+    readiness: DatabaseReadiness = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.readiness = DatabaseReadiness(self.db)
 
     @property
     def recommender(self) -> Recommender:
