@@ -77,7 +77,10 @@ class HobbyDoc(_Doc):
     shortName: str = Field(min_length=1, max_length=50)
     summary: str = ""
     description: str = ""
-    imageKey: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
+    # Names hobby/<imageKey>.png, which the image store refuses to hold with a leading dot.
+    imageKey: str = Field(
+        default="", max_length=100, pattern=r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*)?$"
+    )
     contentUrl: str = Field(default="", max_length=500)
 
 

@@ -27,7 +27,8 @@ PREFIX = "images"
 # Keys are stable but an image may be replaced by a new upload: a day, not "immutable".
 CACHE_CONTROL = "public, max-age=86400"
 _NAMES = {
-    "hobby": re.compile(r"[A-Za-z0-9._-]{1,100}\.png"),
+    # No leading dot: the stores never list dot files (`.hidden.png`, `..png`).
+    "hobby": re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}\.png"),
     "hobby_type": re.compile(r"[EI][NS][FT][JP]\.(png|gif)"),
     "question": re.compile(r"question[0-9]{1,3}\.JPG"),
 }
@@ -70,7 +71,8 @@ def image_key(kind: str, name: str) -> str:
     """The object key of `kind`/`name`; `ImageError` unless the URL layout can name it."""
     pattern = _NAMES.get(kind)
     if pattern is None or not pattern.fullmatch(name):
-        raise ImageError(f"{kind}/{name} is not an image name of the layout ({layout()})")
+        dot = " and must not start with a dot" if name.startswith(".") else ""
+        raise ImageError(f"{kind}/{name} is not an image name of the layout ({layout()}){dot}")
     return f"{PREFIX}/{kind}/{name}"
 
 

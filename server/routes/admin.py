@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.engine import LoadedModel
 from model.modelfile import ModelFileError
@@ -40,7 +41,10 @@ async def _read_upload(request: Request, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit + framing:
         raise ApiError(413, f"The model file is larger than {limit} bytes.")
     if multipart:
-        form = await request.form(max_files=1, max_fields=1, max_part_size=limit)
+        try:
+            form = await request.form(max_files=1, max_fields=1, max_part_size=limit)
+        except StarletteHTTPException as exc:  # Starlette's 400 for a form it cannot parse
+            raise ApiError(400, f"The multipart form is malformed: {exc.detail}") from None
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "Send the model file as the multipart field 'file'.")

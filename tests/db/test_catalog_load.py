@@ -256,6 +256,10 @@ def duplicate_original_name(doc: dict[str, Any]) -> None:
     doc["hobbies"][1]["originalName"] = doc["hobbies"][0]["originalName"]
 
 
+def dot_image_key(doc: dict[str, Any]) -> None:
+    doc["hobbies"][0]["imageKey"] = ".hidden"  # an image the store could never hold
+
+
 def changed(change: Any) -> str:
     doc = json.loads(DEFAULT_CATALOG.read_text(encoding="utf-8"))
     change(doc)
@@ -273,6 +277,7 @@ INVALID = [
     pytest.param(changed(drop_question_12), id="11 questions"),
     pytest.param(changed(drop_an_mbti_type), id="a missing MBTI type"),
     pytest.param(changed(duplicate_original_name), id="duplicate originalName"),
+    pytest.param(changed(dot_image_key), id="imageKey with a leading dot"),
 ]
 
 

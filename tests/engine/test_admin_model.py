@@ -283,6 +283,27 @@ def test_a_bad_model_is_refused_and_the_old_one_keeps_serving(
     assert status(client)["pointer"]["active"]["sha256"] == before["sha256"]
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "says"),
+    [
+        pytest.param("multipart/form-data", b"--x\r\n", "Missing boundary", id="no boundary"),
+        pytest.param("multipart/form-data; boundary=x", b"garbage", "malformed", id="garbage"),
+    ],
+)
+def test_a_malformed_multipart_upload_says_what_is_wrong(
+    client: httpx.Client, content_type: str, body: bytes, says: str
+) -> None:
+    before = info(client)
+    response = client.post(
+        "/admin/model", content=body, headers={**AUTH, "Content-Type": content_type}
+    )
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "multipart form is malformed" in message and says in message
+    assert "JSON" not in response.text
+    assert info(client) == before
+
+
 def test_multipart_without_the_file_field_is_a_400(client: httpx.Client) -> None:
     before = info(client)
     response = client.post(

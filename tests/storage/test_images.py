@@ -138,6 +138,9 @@ def test_admin_upload_checks_name_size_and_bytes(service: RunningService) -> Non
         cases = [
             ("/admin/images/hobby/blog branding.png", png(5), 400),
             ("/admin/images/hobby_type/XXXX.png", png(5), 400),
+            # dot names: the stores never list them, so they are refused, not stored unseen
+            ("/admin/images/hobby/.hidden.png", png(5), 400),
+            ("/admin/images/hobby/..png", png(5), 400),
             (url, GIF, 415),
             (url, b"<svg/>", 415),
             (url, png(5) + b"\x00" * 5000, 413),
@@ -148,6 +151,8 @@ def test_admin_upload_checks_name_size_and_bytes(service: RunningService) -> Non
             assert response.status_code == status, (path, response.text)
             assert response.json()["code"] and response.json()["message"]
         assert client.get("/images/hobby/blog-branding.png").status_code == 404
+        assert "dot" in client.put("/admin/images/hobby/.x.png", content=png(5), headers=AUTH).text
+        assert client.get("/images/hobby/.hidden.png").status_code == 404
 
         stored = client.put(url, content=png(6), headers=AUTH)
         assert stored.status_code == 200, stored.text
