@@ -19,6 +19,9 @@
 #   HOLLANG_DEPLOY_DOCKER_ARGS    docker mode: extra `docker run` arguments (log driver, ...)
 #   HOLLANG_DEPLOY_PYTHON         process mode: interpreter for the release venv [python3]
 #   HOLLANG_DEPLOY_PIP_ARGS       process mode: extra `pip install` arguments
+#   HOLLANG_DEPLOY_NOFILE         process mode: open-file limit of the service [65536];
+#                                 systemd's default soft limit (1024) is under what one
+#                                 worker's HOLLANG_MAX_CONNECTIONS needs
 #   HOLLANG_DEPLOY_ALLOW_ROOT     1 lets the hooks run as root (they refuse otherwise)
 #
 # CodeDeploy sets DEPLOYMENT_ID and LIFECYCLE_EVENT; a release is keyed by DEPLOYMENT_ID.
@@ -49,6 +52,7 @@ load_config() {
   STOP_TIMEOUT="${HOLLANG_DEPLOY_STOP_TIMEOUT:-60}"
   READY_TIMEOUT="${HOLLANG_DEPLOY_READY_TIMEOUT:-120}"
   CONTAINER="${HOLLANG_DEPLOY_CONTAINER:-hollang}"
+  NOFILE="${HOLLANG_DEPLOY_NOFILE:-65536}"
   RELEASE_ID="${DEPLOYMENT_ID:-manual}"
   RELEASES_DIR="$HOLLANG_DEPLOY_HOME/releases"
   RUN_DIR="$HOLLANG_DEPLOY_HOME/run"
@@ -62,6 +66,19 @@ load_config() {
     die "running as root; the appspec runs the hooks as the service user (runas)"
   fi
   mkdir -p "$RELEASES_DIR" "$RUN_DIR" "$LOG_DIR"
+}
+
+# Raise this shell's open-file limit (inherited by the service) to NOFILE, or to the hard
+# limit when that is lower: an unprivileged user may raise its soft limit only that far.
+raise_file_limit() {
+  local hard wanted="$NOFILE"
+  hard="$(ulimit -Hn)"
+  if [[ "$hard" != unlimited && "$hard" -lt "$wanted" ]]; then
+    log "WARNING: the hard open-file limit is $hard, under HOLLANG_DEPLOY_NOFILE=$wanted;" \
+      "raise it (LimitNOFILE= in the CodeDeploy agent's unit, or limits.conf)"
+    wanted="$hard"
+  fi
+  ulimit -Sn "$wanted"
 }
 
 # The pid of the running `hollang serve` (process mode), or nothing.

@@ -9,6 +9,7 @@ timeout, in lifecycle order.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -40,6 +41,12 @@ class HookResult:
     event: str
     returncode: int
     output: str
+
+
+def systemd_file_limit() -> None:
+    """The agent's hooks start with systemd's default soft open-file limit, 1024."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Instance:
                 text=True,
                 timeout=timeout or entry["timeout"],
                 check=False,
+                preexec_fn=systemd_file_limit,
             )
             output.append(done.stdout + done.stderr)
             if done.returncode != 0:

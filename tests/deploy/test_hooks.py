@@ -89,6 +89,15 @@ def service_uid(machine: Instance) -> int:
     return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
 
+def service_file_limits(machine: Instance) -> tuple[int, float]:
+    """The running service's soft and hard open-file limits."""
+    pid = (machine.home / "run" / "hollang.pid").read_text().strip()
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), float("inf") if hard == "unlimited" else int(hard)
+
+
 def test_deployment_brings_the_service_up_and_every_hook_is_idempotent(
     machine: Instance, database: str
 ) -> None:
@@ -104,6 +113,9 @@ def test_deployment_brings_the_service_up_and_every_hook_is_idempotent(
     assert len(shown.json()["data"]["recommendation"]["hobbies"]) == 3
     if AS_ROOT:
         assert service_uid(machine) != 0, "the service must run as the runas user, not root"
+    # raised from the usual 1024 to HOLLANG_DEPLOY_NOFILE, as far as the hard limit allows
+    soft, hard = service_file_limits(machine)
+    assert soft == min(65536, hard)
 
     # A retried deployment step changes nothing: same release, same process.
     pid = (machine.home / "run" / "hollang.pid").read_text()
