@@ -6,10 +6,12 @@ tests/security/test_hostile_traffic.py proves only as "bounded, not hung".
 
 Reports: time to the 431 of a 1 MiB header; time until a stalled request line and an
 endless chunked body are cut; the worker's RSS before and after 8 connections each pipeline
-~3.7 MB of `GET /tests`; `/health/live` latency beside 400 stalled connections and 100
+~3.7 MB of `GET /tests`; `/health/live` and `/health/ready` latency beside 400 stalled
+connections and 100
 concurrent writers (the writers run in their own process, so the prober measures the
 server, not its own event loop); and what a healthy keep-alive `GET /health/live` costs
-with this protocol and with uvicorn's stock httptools one (wrk, interleaved rounds).
+with this protocol and with uvicorn's stock httptools one: through the whole app with wrk,
+and through the protocol alone in-process (interleaved rounds both).
 """
 
 from __future__ import annotations
@@ -201,15 +203,17 @@ def writers_process(url: str, writers: int, seconds: float) -> Iterator[subproce
             process.wait(timeout=seconds + 60)
 
 
-def live_latencies(url: str, seconds: float, interval: float = 0.05) -> list[float]:
-    """`GET /health/live` on a fresh connection each time (what a load balancer does)."""
-    latencies = []
+def health_latencies(url: str, seconds: float, interval: float = 0.05) -> dict[str, list[float]]:
+    """`GET /health/live` and `/health/ready` in turn, each on a fresh connection (what a
+    load balancer does); both must answer 200."""
+    latencies: dict[str, list[float]] = {"live": [], "ready": []}
     stop = time.monotonic() + seconds
     with httpx.Client(base_url=url, timeout=30) as http:
         while time.monotonic() < stop:
-            started = time.perf_counter()
-            http.get("/health/live", headers={"Connection": "close"}).raise_for_status()
-            latencies.append(time.perf_counter() - started)
+            for name in latencies:
+                started = time.perf_counter()
+                http.get(f"/health/{name}", headers={"Connection": "close"}).raise_for_status()
+                latencies[name].append(time.perf_counter() - started)
             time.sleep(interval)
     return latencies
 
@@ -221,12 +225,15 @@ def live_under_load(url: str, stalled: int, writers: int, seconds: float) -> dic
     try:
         with writers_process(url, writers, seconds) as process:
             time.sleep(min(1.0, seconds / 3))  # let the writers get going
-            latencies = live_latencies(url, seconds * 0.6)
+            latencies = health_latencies(url, seconds * 0.6)
             out, _ = process.communicate(timeout=seconds + 60)
     finally:
         for sock in socks:
             sock.close()
-    return {"live": summary(latencies), "writes": json.loads(out or "{}")}
+    return {
+        **{name: summary(samples) for name, samples in latencies.items()},
+        "writes": json.loads(out or "{}"),
+    }
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -267,6 +274,80 @@ def stock_vs_guarded(data_dir: Path, rounds: int, seconds: int) -> dict[str, lis
     return results
 
 
+class _Transport(asyncio.Transport):
+    """Enough of a socket for the protocol: sets `answered` when a response ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered = asyncio.Event()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if bytes(data).endswith(b"alive"):
+            self.answered.set()
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def _alive(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"5")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": b"alive"})  # type: ignore[operator]
+
+
+def protocol_cost(rounds: int = 12, requests: int = 20_000) -> dict[str, float]:
+    """CPU microseconds per keep-alive request through the protocol alone (a trivial ASGI
+    app, a fake transport, uvloop), uvicorn's httptools protocol and ours, rounds
+    interleaved in alternating order: median and minimum of the rounds. No network and no
+    app, so only the protocol differs."""
+    import uvloop
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    from server.protocol import GuardedHttpToolsProtocol
+
+    async def run(cls: type[HttpToolsProtocol]) -> float:
+        config = Config(app=_alive, lifespan="off", log_config=None, access_log=False)
+        protocol = cls(config, ServerState(), {})
+        transport = _Transport()
+        protocol.connection_made(transport)
+        started = time.process_time()
+        for _ in range(requests):
+            transport.answered.clear()
+            protocol.data_received(LIVE)
+            await transport.answered.wait()
+        elapsed = time.process_time() - started
+        protocol.connection_lost(None)
+        return elapsed / requests * 1e6
+
+    variants: list[tuple[str, type[HttpToolsProtocol]]] = [
+        ("stock", HttpToolsProtocol),
+        ("guarded", GuardedHttpToolsProtocol),
+    ]
+    samples: dict[str, list[float]] = {name: [] for name, _ in variants}
+    for round_ in range(rounds):
+        for name, cls in variants if round_ % 2 else variants[::-1]:
+            samples[name].append(uvloop.run(run(cls)))
+    return {
+        f"{name}_{stat.__name__}_us": round(stat(values), 2)
+        for name, values in samples.items()
+        for stat in (statistics.median, min)
+    }
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "writers":
         url, writers, seconds = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
@@ -299,6 +380,7 @@ def main() -> None:
         report["keepalive_live_requests_per_s"] = stock_vs_guarded(
             data_dir, args.wrk_rounds, args.wrk_seconds
         )
+    report["protocol_alone_per_request"] = protocol_cost()
     print(json.dumps(report, indent=2, ensure_ascii=False))
 
 

@@ -11,8 +11,8 @@ client sends for as long as it likes:
 - No timer runs between a connection's first byte and its request's end: half a request
   line, or a chunked body that never ends, is held forever. Here a head must complete
   within `header_timeout` of its first byte (of the connection's opening, for the first
-  one) and a body within `body_timeout` of its head; past that the client gets a 408 when
-  no response of its is under way, else the connection is closed.
+  one), and the body within `body_timeout` more; past that the client gets a 408 when no
+  response of its is under way, else the connection is closed.
 - Pipelined requests are parsed a whole read (256 KiB under uvloop) at a time, each
   becoming a queued request cycle, and reading resumes after every response even while
   the queue is long, so one connection can queue without bound. Here the request past
@@ -23,9 +23,10 @@ client sends for as long as it likes:
   plain text. Here a connection past `max_connections` is answered 503 (the JSON envelope,
   `Retry-After: 1`) on its first read, or closed after a second if it sends nothing.
 
-What a healthy keep-alive request pays is a few attribute writes and one clock read per
-phase: deadlines are checked by one sweep per worker every `tick` seconds, never by a
-timer per request (README, "Hostile traffic").
+What a healthy keep-alive request pays is a few attribute reads and writes and one clock
+read: deadlines are checked by one sweep per worker every `tick` seconds, never by a timer
+per request, and the phase is read from uvicorn's own state only when a deadline passes
+(README, "Hostile traffic").
 
 After a 4xx/5xx of its own the protocol half-closes and reads (and drops) what is still
 coming for a second before closing, so the client reads the answer instead of a reset.
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
     from server.settings import Settings
 
 LINGER = 1.0  # seconds a refused connection is drained before it is closed
-
-_IDLE, _HEAD, _BODY, _DONE = range(4)  # request phases; _DONE: refused, lingering
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,11 @@ def _answer(status: HTTPStatus, message: str, extra: bytes = b"") -> bytes:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the bounds above; select with `Config(http=...)`."""
+    """uvicorn's httptools protocol with the bounds above; select with `Config(http=...)`.
+
+    Only `data_received` and `on_message_begin` run per request, both replacing uvicorn's
+    (same code plus a few attribute writes) rather than wrapping them; the phase a request
+    is in is read from uvicorn's own state when a deadline passes (`expire`)."""
 
     def __init__(
         self,
@@ -137,13 +140,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.limits = worker_limits()
-        self.deadline: float | None = None  # when this connection's current phase expires
-        self._phase = _IDLE
-        self._messages = 0  # requests begun on this connection
-        self._head_read = 0  # bytes read for the current request's head
-        self._read_size = 0  # size of the read being parsed
-        self._refusal: tuple[HTTPStatus, str] | None = None
+        self.limits = limits = worker_limits()
+        self._max_head = limits.max_header_bytes
+        self._max_pipelined = limits.max_pipelined
+        self._header_timeout = limits.header_timeout
+        self.deadline: float | None = None  # when the current phase expires (the sweep)
+        self._began = 0.0  # loop time of the current request's first byte
+        self._head_read = 0  # bytes read for the current request's unfinished head
+        self._pipeline_full = False
         self._refused = False  # nothing more is parsed on this connection
         self._over_limit = False
 
@@ -157,7 +161,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._over_limit = True
             self.deadline = self.loop.time() + min(LINGER, self.limits.header_timeout)
         else:  # a connection that never sends its first request is a stalled request line
-            self.deadline = self.loop.time() + self.limits.header_timeout
+            self.deadline = self.loop.time() + self._header_timeout
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -170,8 +174,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             )
             return
         self._unset_keepalive_if_required()
-        messages, phase = self._messages, self._phase
-        self._read_size = len(data)
+        scope = self.scope
+        if len(data) + self._head_read > self._max_head and not self._in_body():
+            # A large read that starts in a head (rare): measure that head before parsing.
+            end = data.find(b"\r\n\r\n")
+            if self._head_read + (len(data) if end < 0 else end + 4) > self._max_head:
+                self._refuse(*self._headers_too_large())
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -181,88 +190,87 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         except httptools.HttpParserError:
-            if self._refusal is None:
-                self.logger.warning("Invalid HTTP request received.")
-                self.send_400_response("Invalid HTTP request received.")
-            elif self._refusal[0] is HTTPStatus.TOO_MANY_REQUESTS:
+            if self._pipeline_full:
                 self._stop_after_queued()
             else:
-                self._refuse(*self._refusal)
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
             return
-        if self._phase == _HEAD:
-            # Exact when the read began with this head or continued it; a head that began
-            # after another request within the read is counted from the next read.
-            if self._messages == messages:
+        cycle = self.cycle
+        if cycle is None or cycle.scope is not self.scope:  # a head is still incomplete
+            if self.scope is scope:  # the same one as before this read: all of it was head
                 self._head_read += len(data)
-            elif self._messages == messages + 1 and phase == _IDLE:
-                self._head_read = len(data)
-            if self._head_read > self.limits.max_header_bytes:
+            if self._head_read > self._max_head:
                 self._refuse(*self._headers_too_large())
 
+    def _in_body(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.scope is self.scope and cycle.more_body
+
     def expire(self) -> None:
-        """Called by the sweep once `deadline` has passed."""
+        """Called by the sweep once `deadline` has passed: what to do depends on where the
+        connection's current request is."""
         self.deadline = None
-        if self._phase == _DONE or self._over_limit or self.transport.is_closing():
-            self.transport.close()
-        elif self._phase == _IDLE:
-            self.transport.close()  # nothing of a request arrived: nobody to answer
-        elif self._phase == _HEAD:
+        cycle = self.cycle
+        if self._refused or self._over_limit or self.scope is None:
+            self.transport.close()  # lingered enough, or never sent a byte: nobody to answer
+        elif cycle is None or cycle.scope is not self.scope:
             self._refuse(
                 HTTPStatus.REQUEST_TIMEOUT,
-                f"The request head did not arrive within {self.limits.header_timeout:g} s.",
+                f"The request head did not arrive within {self._header_timeout:g} s.",
             )
-        else:
-            cycle = self.cycle
-            if cycle.response_started or self.pipeline:
+        elif cycle.more_body:  # the body is still arriving
+            whole = self._began + self._header_timeout + self.limits.body_timeout
+            if self.loop.time() < whole:
+                self.deadline = whole
+            elif cycle.response_started or self.pipeline:
                 self.transport.close()
             else:
                 cycle.disconnected = True  # the app's receive() returns disconnect, send is a no-op
                 cycle.message_event.set()
                 self._refuse(
                     HTTPStatus.REQUEST_TIMEOUT,
-                    f"The request body did not arrive within {self.limits.body_timeout:g} s.",
+                    f"The request body did not arrive within {self.limits.body_timeout:g} s "
+                    "of its head.",
                 )
 
     # -- parser callbacks -----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if len(self.pipeline) >= self.limits.max_pipelined:
-            self._refusal = (HTTPStatus.TOO_MANY_REQUESTS, "")
+        """uvicorn's, plus the pipeline bound and the request's first-byte deadline."""
+        if len(self.pipeline) >= self._max_pipelined:
+            self._pipeline_full = True
             raise _Refused
-        self._messages += 1
-        self._phase = _HEAD
+        self._began = now = self.loop.time()
+        self.deadline = now + self._header_timeout
         self._head_read = 0
-        self.deadline = self.loop.time() + self.limits.header_timeout
-        super().on_message_begin()
-
-    def on_headers_complete(self) -> None:
-        if self._head_read + self._read_size > self.limits.max_header_bytes:
-            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-            if size > self.limits.max_header_bytes:
-                self._refusal = self._headers_too_large()
-                raise _Refused
-        self._phase = _BODY
-        self.deadline = self.loop.time() + self.limits.body_timeout
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._phase = _IDLE
-        self.deadline = None
-        super().on_message_complete()
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
 
     # -- refusals -------------------------------------------------------------------------
 
     def _headers_too_large(self) -> tuple[HTTPStatus, str]:
         return (
             HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-            f"The request head is larger than {self.limits.max_header_bytes} bytes.",
+            f"The request head is larger than {self._max_head} bytes.",
         )
 
     def _refuse(self, status: HTTPStatus, message: str, extra: bytes = b"") -> None:
         """Answer, half-close, and drain for LINGER seconds before closing; or just close
         while an earlier request of this connection is still being answered."""
         self._refused = True
-        self._phase = _DONE
         cycle = self.cycle
         answering = cycle is not None and not cycle.response_complete and not cycle.disconnected
         if self.pipeline or answering or self.transport.is_closing():

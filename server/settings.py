@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=4, ge=1)
     db_max_overflow: int = Field(default=0, ge=0)
     # Bounds on what one client connection can hold (server/protocol.py; README, "Hostile
-    # traffic"). The timeouts are whole-phase deadlines, not idle gaps.
+    # traffic"). The timeouts are deadlines, not idle gaps: a head must be whole within
+    # header_timeout of its first byte, the body within body_timeout more.
     max_header_bytes: int = Field(
         default=32 * 1024, ge=1024, description="largest request line + headers, else 431"
     )
@@ -70,7 +71,7 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="seconds from a request's first byte to its headers' end"
     )
     body_timeout: float = Field(
-        default=30.0, gt=0, description="seconds from a request's headers to its body's end"
+        default=30.0, gt=0, description="seconds more for the body, after the head's deadline"
     )
     max_pipelined_requests: int = Field(default=16, ge=1, description="queued per connection")
     max_connections: int = Field(
