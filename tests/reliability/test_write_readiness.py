@@ -102,9 +102,12 @@ def test_a_replaced_sqlite_file_gets_every_acknowledged_write(
     assert before is not None
     replacement = tmp_path / "replacement.db"
     backup(path, replacement)
-    replacement.replace(path)  # a new inode at the same path; the server's is deleted
+    # The old file's WAL must not be found beside the new file (SQLite would apply it to
+    # the new one): remove it, then rename the new file in. (Done the other way round, a
+    # connection the server opens in between writes into a WAL that is then unlinked.)
     Path(f"{path}-wal").unlink(missing_ok=True)
     Path(f"{path}-shm").unlink(missing_ok=True)
+    replacement.replace(path)  # a new inode at the same path; the server's is deleted
 
     acknowledged = [rid for rid in (submit(http) for _ in range(30)) if rid is not None]
     wait_for(lambda: readiness(http)[0] == 200)
