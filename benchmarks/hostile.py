@@ -1,17 +1,16 @@
 """Hostile traffic against a real `hollang serve` (SQLite in a temporary folder): the timings
 tests/security/test_hostile_traffic.py proves only as "bounded, not hung".
 
-    .venv/bin/python benchmarks/hostile.py            # the default bounds (10 s / 30 s)
+    .venv/bin/python benchmarks/hostile.py            # the default bounds (10 s + 15 s)
     .venv/bin/python benchmarks/hostile.py --quick    # 2 s timeouts, 3 s load phase
 
 Reports: time to the 431 of a 1 MiB header; time until a stalled request line and an
 endless chunked body are cut; the worker's RSS before and after 8 connections each pipeline
 ~3.7 MB of `GET /tests`; `/health/live` and `/health/ready` latency beside 400 stalled
-connections and 100
-concurrent writers (the writers run in their own process, so the prober measures the
-server, not its own event loop); and what a healthy keep-alive `GET /health/live` costs
-with this protocol and with uvicorn's stock httptools one: through the whole app with wrk,
-and through the protocol alone in-process (interleaved rounds both).
+connections and 100 concurrent writers (the writers run in their own process, so the
+prober measures the server, not its own event loop); and what a healthy keep-alive
+`GET /health/live` costs with this protocol and with uvicorn's stock httptools one: through
+the whole app with wrk, and through the protocol alone in-process (interleaved rounds both).
 """
 
 from __future__ import annotations
@@ -361,7 +360,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     env = {"HOLLANG_HEADER_TIMEOUT": "2", "HOLLANG_BODY_TIMEOUT": "2"} if args.quick else {}
-    report: dict[str, object] = {"settings": env or "defaults (10 s head, 30 s body)"}
+    report: dict[str, object] = {"settings": env or "defaults (10 s head, 15 s more for body)"}
     with tempfile.TemporaryDirectory(prefix="hollang-hostile-") as tmp:
         data_dir = Path(tmp)
         with server(data_dir, env, hollang_serve()) as (url, pid):

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="seconds from a request's first byte to its headers' end"
     )
     body_timeout: float = Field(
-        default=30.0, gt=0, description="seconds more for the body, after the head's deadline"
+        default=15.0, gt=0, description="seconds more for the body, after the head's deadline"
     )
     max_pipelined_requests: int = Field(default=16, ge=1, description="queued per connection")
     max_connections: int = Field(
