@@ -277,8 +277,8 @@ _SCRIPT_MEMBER = (
     "SET @t{i}=LAST_INSERT_ID();"
     "INSERT INTO test_response_detail (test_response_id, answer_id) VALUES {details};"
     "INSERT INTO recommendation (test_response_id, user_id, hobby_type_id,"
-    " score_e, score_n, score_f, score_j, model_version)"
-    " VALUES (@t{i}, @u{i}, %s, %s, %s, %s, %s, %s);SET @r{i}=LAST_INSERT_ID();"
+    " score_e, score_n, score_f, score_j, model_version, token_sha256)"
+    " VALUES (@t{i}, @u{i}, %s, %s, %s, %s, %s, %s, %s);SET @r{i}=LAST_INSERT_ID();"
 )
 
 
@@ -298,7 +298,7 @@ def _write_script(
         details = ",".join(f"(@t{i}, %s)" for _ in s.answer_ids)
         parts.append(_SCRIPT_MEMBER.format(i=i, details=details))
         args += [s.user_name, s.test_id, *s.answer_ids, s.hobby_type_id, *s.scores]
-        args.append(s.model_version)
+        args += [s.model_version, s.token_sha256]
         for ranking, hobby_id in enumerate(s.hobby_ids, start=1):
             links.append(f"(@r{i}, {int(hobby_id)}, {ranking})")
             increments[hobby_id] = increments.get(hobby_id, 0) + 1
