@@ -220,10 +220,17 @@ def _ping_when_in_doubt(engine: Engine) -> None:
 
 
 def _tune_sqlite(engine: Engine, path: str | None) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(_dialect: Any, record: Any, _args: Any, _params: Any) -> None:
         if path is not None:
             record.info[_FILE] = _identity(path)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        if path is not None and record.info.get(_FILE) != _identity(path):
+            # Replaced while connecting: which file this connection has is unknown, so
+            # its first write is refused (`_refuse_if_moved`) and it is replaced.
+            record.info[_FILE] = "unknown"
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see below)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
