@@ -71,7 +71,7 @@ def lookup(db: Database, key: str, request_sha256: str) -> StoredResponse | None
 
     A Core connection, not a session: this runs before every keyed submission, and the
     ORM's session and identity map cost more CPU than the one-row query."""
-    with db.engine.connect() as connection:
+    with db.read_connection() as connection:
         return find_response(connection, key, request_sha256)
 
 

@@ -397,28 +397,35 @@ class StoredRecommendation:
         return any(hobby.satisfaction is not None for hobby in self.hobbies)
 
 
-def load_recommendation(session: Session, recommendation_id: int) -> StoredRecommendation:
+# Built once: constructing this select (its joins, comparisons and cache key) cost more CPU
+# than running it, about 200 of the 800 µs of a GET /recommendations/{id}.
+_LOAD_RECOMMENDATION = (
+    select(
+        Recommendation.user_id,
+        User.name,
+        Recommendation.hobby_type_id,
+        Recommendation.score_e,
+        Recommendation.score_n,
+        Recommendation.score_f,
+        Recommendation.score_j,
+        Recommendation.model_version,
+        RecommendationHobby.hobby_id,
+        RecommendationHobby.ranking,
+        Survey.satisfaction,
+    )
+    .join(User, User.id == Recommendation.user_id)
+    .join(RecommendationHobby, RecommendationHobby.recommendation_id == Recommendation.id)
+    .outerjoin(Survey, Survey.id == RecommendationHobby.survey_id)
+    .where(Recommendation.id == bindparam("recommendation_id"))
+    .order_by(RecommendationHobby.ranking)
+)
+
+
+def load_recommendation(
+    session: Session | Connection, recommendation_id: int
+) -> StoredRecommendation:
     """One round trip: the recommendation, its user and its ranked hobbies with surveys."""
-    rows = session.execute(
-        select(
-            Recommendation.user_id,
-            User.name,
-            Recommendation.hobby_type_id,
-            Recommendation.score_e,
-            Recommendation.score_n,
-            Recommendation.score_f,
-            Recommendation.score_j,
-            Recommendation.model_version,
-            RecommendationHobby.hobby_id,
-            RecommendationHobby.ranking,
-            Survey.satisfaction,
-        )
-        .join(User, User.id == Recommendation.user_id)
-        .join(RecommendationHobby, RecommendationHobby.recommendation_id == Recommendation.id)
-        .outerjoin(Survey, Survey.id == RecommendationHobby.survey_id)
-        .where(Recommendation.id == recommendation_id)
-        .order_by(RecommendationHobby.ranking)
-    ).all()
+    rows = session.execute(_LOAD_RECOMMENDATION, {"recommendation_id": recommendation_id}).all()
     if not rows:
         raise NotFound(f"recommendation {recommendation_id} does not exist")
     first = rows[0]

@@ -274,6 +274,13 @@ class Database:
             yield session
 
     @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """`read()` without the ORM, for hot one-query reads: the session and its identity
+        map cost more CPU than the query (GET /recommendations/{id}, idempotency lookups)."""
+        with self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any error."""
         with self._remembering_faults(), self._writer() as session, session.begin():

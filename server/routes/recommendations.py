@@ -47,8 +47,8 @@ RecommendationToken = Annotated[
 
 def _load(services: Services, recommendation_id: int) -> StoredRecommendation:
     try:
-        with services.db.read() as session:
-            return load_recommendation(session, recommendation_id)
+        with services.db.read_connection() as connection:
+            return load_recommendation(connection, recommendation_id)
     except NotFound:
         raise ApiError(404, f"Recommendation {recommendation_id} does not exist.") from None
 
