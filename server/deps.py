@@ -47,7 +47,7 @@ class Services:
 
 def services_of(request: Request) -> Services:
     """The app's services, for the few hot routes that skip dependency injection: solving
-    even this one async dependency cost 10 µs a request (README, Benchmarks)."""
+    even this one async dependency costs CPU on every request (benchmarks/framework_costs.py)."""
     services: Services = request.app.state.services
     return services
 

@@ -5,13 +5,13 @@ JSON bodies parsed and validated in one pass.
 errors and `openapi_extra`) whose endpoint takes the `Request` and returns a `Response`
 itself. It is served by Starlette's plain `request_response` instead of FastAPI's handler,
 which resolves dependencies, reads the body and validates the answer: on /predict that
-handler cost 37 µs of the ~100 µs FastAPI spends per request (README, Benchmarks). Only
+handler cost 33 µs a request (benchmarks/framework_costs.py). Only
 routes whose endpoint needs nothing but the request use it.
 
 FastAPI reads a declared body model in three steps: it parses the Content-Type with the
 `email` package, decodes the JSON into Python objects with `json.loads`, then validates
 those objects. pydantic-core parses and validates the raw bytes in one step; on /predict
-that saved 18 µs of the ~100 µs the framework costs per request (README, Benchmarks).
+that saved 29 µs a request (benchmarks/framework_costs.py).
 
 `json_body` keeps FastAPI's behaviour: an empty body is "missing", a body that is not
 declared as JSON is refused, and every error is a `RequestValidationError` located under
