@@ -144,7 +144,7 @@ def markdown(result: dict[str, Any], prefix: str) -> str:
         f"{en['c64_caller_per_item_us']:.2f} µs (null engine) and the engine "
         f"{en['c64_engine_per_item_us']:.2f} µs.",
     ]
-    c1, c16, c64 = r["c1"], r["c16"], r["c64"]
+    c16, c64 = r["c16"], r["c64"]
     sub1 = _cell(s, "test-responses/embedded/c1")
     sub64 = _cell(s, "test-responses/embedded/c64")
     scaling = (
@@ -213,7 +213,6 @@ def markdown(result: dict[str, Any], prefix: str) -> str:
             f"{tests.get('throughput_per_s', 0):,.0f} req/s",
         ),
     ]
-    del c1
     wrk_share = max((row["wrk_cpu_share"] for row in s.values()), default=0)
     errors = sum(row["errors"] for row in s.values())
     lines += [
