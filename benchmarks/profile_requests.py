@@ -109,7 +109,13 @@ async def call(app: Any, request: tuple[str, str, bytes, bytes], state: dict[str
 
 
 async def measure(
-    database_url: str, data_dir: Path, count: int, profile: str | None, freeze: bool = True
+    database_url: str,
+    data_dir: Path,
+    count: int,
+    profile: str | None,
+    freeze: bool = True,
+    profile_sort: str = "cumulative",
+    profile_lines: int = 40,
 ) -> dict[str, float]:
     settings = Settings(database_url=database_url, data_dir=data_dir)
     prepare_database(settings)
@@ -149,9 +155,7 @@ async def measure(
                 await call(app, requests[profile], state)
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats(
-                os.environ.get("PROF_SORT", "cumulative")
-            ).print_stats(int(os.environ.get("PROF_N", "40")))
+            pstats.Stats(profiler, stream=out).sort_stats(profile_sort).print_stats(profile_lines)
             print(out.getvalue())
         gc.callbacks.remove(pauses)
     print(
@@ -167,6 +171,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per kind per round")
     parser.add_argument("--profile", choices=KINDS)
+    parser.add_argument("--sort", default="cumulative", help="cProfile's sort key (tottime, ...)")
+    parser.add_argument("--lines", type=int, default=40, help="how many functions to print")
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument(
         "--no-gc-freeze",
@@ -191,7 +197,15 @@ def main() -> int:
             os.dup2(devnull.fileno(), 2)  # the access log goes to stderr: keep it off screen
             try:
                 costs = asyncio.run(
-                    measure(url, tmp, args.requests, args.profile, not args.no_gc_freeze)
+                    measure(
+                        url,
+                        tmp,
+                        args.requests,
+                        args.profile,
+                        not args.no_gc_freeze,
+                        args.sort,
+                        args.lines,
+                    )
                 )
             finally:
                 os.dup2(saved, 2)
