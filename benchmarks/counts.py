@@ -44,9 +44,9 @@ from benchmarks.scratch import (  # noqa: E402
     stop_process,
     wait_until_ready,
 )
+from cli.context import prepare_database  # noqa: E402
 from db.models import TEST_RESPONSES, Counter, HobbyType, Test, TestResponse  # noqa: E402
 from db.session import Database  # noqa: E402
-from server.app import prepare_database  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
 CHUNK = 131_072

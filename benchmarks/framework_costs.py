@@ -92,7 +92,8 @@ async def cpu_per_request(app: Any, body: bytes, count: int) -> float:
 
 
 async def main(count: int) -> None:
-    from server.app import create_app, prepare_database
+    from cli.context import prepare_database
+    from server.app import create_app
     from server.settings import Settings
 
     job = Job()

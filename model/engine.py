@@ -196,12 +196,7 @@ def open_session(file: ModelFile, known_labels: Collection[str] | None = None) -
     nothing measured yet. A serving worker calls it directly only for a model the sandbox
     passed, with the costs the sandbox measured."""
     if known_labels is not None:
-        unknown = [label for label in file.metadata.labels if label not in known_labels]
-        if unknown:
-            raise ModelFileError(
-                f"{len(unknown)} label(s) are not hobbies of the active catalogue: "
-                + ", ".join(repr(label) for label in unknown[:3])
-            )
+        check_labels(file.metadata.labels, known_labels)
     parse_model(file.data)  # no session may see a file that reaches outside itself
     try:
         session = ort.InferenceSession(
@@ -211,6 +206,21 @@ def open_session(file: ModelFile, known_labels: Collection[str] | None = None) -
         raise ModelFileError(f"not a loadable ONNX model: {exc}") from exc
     check_signature(session, len(file.metadata.labels))
     return LoadedModel(file=file, session=session, loaded_at=time.time())
+
+
+def check_labels(
+    labels: Collection[str],
+    known: Collection[str],
+    what: str = "hobbies of the active catalogue",
+) -> None:
+    """Every output label must name a hobby we can show; raise `ModelFileError` naming the
+    first few that do not."""
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise ModelFileError(
+            f"{len(unknown)} label(s) are not {what}: "
+            + ", ".join(repr(label) for label in unknown[:3])
+        )
 
 
 @dataclass(frozen=True)

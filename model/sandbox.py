@@ -288,3 +288,29 @@ def _die_with_parent() -> None:
 
 if __name__ == "__main__":
     _child(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+
+
+def check_model_file(
+    data: bytes, catalogue_names: Collection[str] | None = None, limits: SandboxLimits | None = None
+) -> dict[str, object]:
+    """The one check of the model contract for tools: the serving worker's validation
+    (`model.engine.load_model`, run here in the sandbox over every batch size and input),
+    plus, given a catalogue, that every label names one of its hobbies.
+
+    Returns a summary for people; raises `ModelFileError` saying why the file is unusable."""
+    from model.engine import check_labels
+    from model.modelfile import ModelFile
+    from model.scoring import all_score_inputs
+
+    if catalogue_names is not None:
+        check_labels(
+            ModelFile.from_bytes(data).metadata.labels, catalogue_names, "catalogue hobbies"
+        )
+    validated = validate_blocking(data, None, limits or SandboxLimits())
+    return {
+        "ok": True,
+        "inputs": len(all_score_inputs()),
+        "batchSizes": len(validated.batch_seconds),
+        "slowestBatchMs": round(max(validated.batch_seconds) * 1000, 3),
+        "catalogueChecked": catalogue_names is not None,
+    }

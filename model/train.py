@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.modelfile import ModelFile, ModelMetadata, build_mlp
+from model.modelfile import INPUT_NAME, ModelFile, ModelMetadata, build_mlp
 from model.scoring import AXES, all_score_inputs
 
 DEFAULT_TABLE = Path(__file__).resolve().parent / "training" / "default.json"
@@ -347,7 +347,7 @@ def _agreement(model_file: ModelFile, utilities: np.ndarray) -> tuple[float, flo
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_file.data, providers=["CPUExecutionProvider"])
-    logits = session.run(None, {"scores": all_score_inputs()})[0]
+    logits = session.run(None, {INPUT_NAME: all_score_inputs()})[0]
     first = logits.argmax(axis=1)
     rows = np.arange(len(first))
     top1 = float(np.mean(utilities[rows, first] >= utilities.max(axis=1) - 1e-9))

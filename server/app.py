@@ -16,14 +16,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import server
 from db.catalog import (
-    DEFAULT_CATALOG,
     Catalog,
     active_catalog_id,
-    catalog_is_empty,
-    load_catalog,
     read_catalog,
 )
-from db.migrate import is_current, upgrade
+from db.migrate import is_current
 from db.session import Database
 from db.write_batcher import SubmissionWriter
 from model.batcher import BadModelOutput, Overloaded
@@ -45,20 +42,6 @@ from server.settings import Settings
 from storage.factory import object_store
 
 log = logging.getLogger("hollang")
-
-
-def prepare_database(settings: Settings) -> None:
-    """Migrate to the newest schema and seed the bundled catalogue into an empty database."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
-        with db.write() as session:
-            if catalog_is_empty(session):
-                result = load_catalog(session, DEFAULT_CATALOG.read_bytes(), "bundled default")
-                log.info("seeded the bundled catalogue %s", result.version)
-    finally:
-        db.dispose()
 
 
 async def _every(interval: float, work: Callable[[], Awaitable[object]], what: str) -> None:

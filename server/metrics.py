@@ -1,7 +1,7 @@
 """Prometheus metrics: what every worker records, and how /metrics reads them all.
 
 Under `hollang serve` each worker writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR``
-(set up by `server.prometheus_dir` before any worker imports prometheus_client), and
+(set up by `cli.metrics_dir` before any worker imports prometheus_client), and
 /metrics sums the files of every worker, so one scrape of any worker sees the whole
 service. Without that variable (tests' in-process servers) the process's own registry is
 served.
@@ -35,13 +35,13 @@ from prometheus_client import (
 )
 
 from model.batcher import BatchStats
+from server.settings import MULTIPROC_ENV
 
 if TYPE_CHECKING:
     from model.engine import ModelEngine
     from server.deps import Services
 
 log = logging.getLogger("hollang.metrics")
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SAMPLE_INTERVAL = 1.0  # seconds between a worker's gauge samples
 UNMATCHED = "<unmatched>"  # route label of requests that matched no route (bounded labels)
 

@@ -25,12 +25,12 @@ from server import metrics
 from server.errors import error_response
 from server.logs import log_request
 from server.settings import Settings
+from server.uploads import UPLOAD_FRAMING
 
 log = logging.getLogger("hollang.requests")
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 UPLOAD_PREFIX = "/admin/"
-UPLOAD_FRAMING = 64 * 1024  # a multipart form's boundaries and part headers around the file
 
 
 def sane_request_id(value: str) -> bool:

@@ -15,6 +15,9 @@ from model.sandbox import SandboxLimits
 # Submissions waiting for the writer beyond this get 503: far more than any pool drains in
 # the clients' patience, so only a database that stopped answering reaches it.
 WRITE_QUEUE_SIZE = 4096
+# Where prometheus_client's multiprocess mode keeps the workers' samples: `hollang serve`
+# sets it (cli.metrics_dir) before any worker imports prometheus_client (server.metrics).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "model" / "bundled" / "default.onnx"
 
 

@@ -6,6 +6,8 @@ from fastapi import Request
 
 from server.errors import ApiError
 
+UPLOAD_FRAMING = 64 * 1024  # a multipart form's boundaries and part headers around the file
+
 
 async def read_capped_body(request: Request, limit: int, what: str) -> bytes:
     """The body, refused with 413 as soon as it passes `limit`, so a huge upload is never

@@ -24,6 +24,7 @@ import uvicorn
 from sqlalchemy import func, select
 
 from benchmarks.scratch import free_port, scratch_mysql_database, stop_process, wait_until_ready
+from cli.context import prepare_database
 from db.models import (
     Hobby,
     Recommendation,
@@ -34,7 +35,7 @@ from db.models import (
     User,
 )
 from db.session import Database
-from server.app import create_app, prepare_database
+from server.app import create_app
 from server.protocol import GuardedHttpToolsProtocol
 from server.settings import Settings
 

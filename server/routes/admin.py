@@ -19,7 +19,7 @@ from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
 from server.routes.docs import ERRORS, ErrorBody
 from server.schemas import Camel, Envelope
-from server.uploads import read_capped_body
+from server.uploads import UPLOAD_FRAMING, read_capped_body
 from storage.objectstore import ObjectStoreError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -37,7 +37,7 @@ async def _read_upload(request: Request, limit: int) -> bytes:
     """The model file, as the raw body or as the `file` field of a multipart form."""
     multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     declared = request.headers.get("content-length")
-    framing = 64 * 1024 if multipart else 0  # a form's boundaries and headers are not the file
+    framing = UPLOAD_FRAMING if multipart else 0  # a form's framing is not the file
     if declared and declared.isdigit() and int(declared) > limit + framing:
         raise ApiError(413, f"The model file is larger than {limit} bytes.")
     if multipart:

@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.context import prepare_database
 from db.catalog import load_catalog
 from db.session import Database
 from model.convert import import_torch_state_dict
 from model.scoring import mbti_from_scores
-from server.app import prepare_database
 from tests.helpers import (
     ROOT,
     SHARED,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, inspect, select
 
+from cli.context import prepare_database
 from db.catalog import DEFAULT_CATALOG, Catalog, read_catalog
 from db.migrate import is_current
 from db.models import (
@@ -32,7 +33,6 @@ from db.models import (
 )
 from db.models import Test as TestRow
 from db.session import Database
-from server.app import prepare_database
 from tests.helpers import (
     SHARED,
     RunningService,

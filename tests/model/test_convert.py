@@ -21,7 +21,7 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
-from model.cli import model_cli
+from cli.model import model_cli
 from model.convert import TORCH_HINT, import_torch_state_dict, read_labels
 from model.modelfile import ModelFile, ModelFileError
 from model.scoring import all_score_inputs
@@ -236,7 +236,7 @@ def test_cli_import_torch_without_torch(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_importing_the_model_package_does_not_import_torch() -> None:
     code = (
-        "import sys, model.cli, model.convert, model.train, model.modelfile\n"
+        "import sys, cli.model, model.convert, model.train, model.modelfile\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
+from cli.model import model_cli
 from model import train as training
-from model.cli import model_cli
 from model.modelfile import ModelFile
 from model.scoring import all_score_inputs
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 
 from benchmarks.load import Tally, audit, run_load
 from benchmarks.scratch import free_port, stop_process, wait_until_ready
+from cli.context import prepare_database
 from db.catalog import read_catalog
 from db.idempotency import KeyReused, StoredResponse
 from db.models import IdempotencyKey, Recommendation, RecommendationHobby, TestResponse, User
@@ -34,7 +35,6 @@ from db.recommendations import Recorded, Submission, accepts_scripts, count_test
 from db.session import Database
 from db.write_batcher import PendingWrite, SubmissionWriter
 from model.batcher import BatchSettings
-from server.app import prepare_database
 from server.settings import Settings
 from tests.helpers import RunningService, stored_counts, submission
 

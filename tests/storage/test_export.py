@@ -20,6 +20,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, literal, select, update
 
+from cli.context import prepare_database
+from cli.main import main
 from db.models import (
     Hobby,
     HobbyType,
@@ -31,8 +33,6 @@ from db.models import (
     User,
 )
 from db.session import Database
-from server.app import prepare_database
-from server.cli import main
 from tests.helpers import (
     BACKENDS,
     fresh_database_url,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from server.cli import main
+from cli.main import main
 from tests.helpers import RunningService, make_settings, start_service, submission
 from tests.storage.s3support import StoreUnderTest
 

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from cli.context import prepare_database
+from cli.main import main
 from model.modelfile import ModelFile
 from model.registry import POINTER_KEY, CorruptPointer, ModelRegistry
-from server.app import prepare_database
-from server.cli import main
 from tests.helpers import RunningService, start_service, submission
 from tests.storage.s3support import (
     BUNDLED,

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cli.context import prepare_database
+from cli.main import main
 from model.modelfile import ModelFileError
 from model.registry import ModelRegistry
-from server.app import prepare_database
-from server.cli import main
 from storage.objectstore import PreconditionFailed
 from tests.storage.s3support import LABELS, StoreUnderTest, model_bytes
 

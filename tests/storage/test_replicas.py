@@ -14,9 +14,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from cli.main import main
 from model.modelfile import ModelFile
 from model.registry import ModelRegistry
-from server.cli import main
 from tests.helpers import RunningService, serve_process, start_service, submission
 from tests.storage.s3support import (
     MotoProcess,

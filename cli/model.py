@@ -1,14 +1,16 @@
-"""``hollang model publish | activate | rollback | list``: the shared model registry.
+"""``hollang model ...``: model files and the shared model registry.
 
-Each command works on the object store the servers use (S3 when `HOLLANG_S3_BUCKET` is set)
-and validates a model exactly as the admin upload does (`model.sandbox`: a bounded child
-process, against the hobby keys of the catalogue in `HOLLANG_DATABASE_URL`) before any
-pointer moves. `publish` also reports how the model compares with the active one and
-applies the same quality gates (`model.quality`). A pointer that cannot be parsed is
-reported, and `activate` / `publish --activate` overwrite it. The
-pointer moves with a conditional put: if another operator moved it since it was read, the
-command fails and changes nothing, so nobody's activation is silently overwritten. Running
-replicas pick the new pointer up on their next poll.
+Offline tools (`inspect`, `import-torch`, `train`) need no settings, database or storage.
+The registry commands (`publish`, `activate`, `rollback`, `list`) work on the object store
+the servers use (S3 when `HOLLANG_S3_BUCKET` is set) and validate a model exactly as the
+admin upload does (`model.sandbox`: a bounded child process, against the hobby keys of the
+catalogue in `HOLLANG_DATABASE_URL`) before any pointer moves. `publish` also reports how
+the model compares with the active one and applies the same quality gates
+(`model.quality`). A pointer that cannot be parsed is reported, and `activate` /
+`publish --activate` overwrite it. The pointer moves with a conditional put: if another
+operator moved it since it was read, the command fails and changes nothing, so nobody's
+activation is silently overwritten. Running replicas pick the new pointer up on their next
+poll.
 """
 
 from __future__ import annotations
@@ -16,19 +18,135 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from cli.context import Context, write_file
+from model.modelfile import ModelFile, ModelFileError
+from model.scoring import AXES
+
 if TYPE_CHECKING:
-    from model.modelfile import ModelFile
-    from model.registry import ActivePointer, CorruptPointer, ModelRegistry, RegistryEntry
+    from model.registry import ActivePointer, CorruptPointer, RegistryEntry
     from model.sandbox import Validated
-    from server.settings import Settings
 
 EXIT_CONFLICT = 3
+
+model_cli = click.Group("model", help="Model files, and the registry every replica serves from.")
+
+
+@model_cli.command("inspect")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--labels-from",
+    "catalogue",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue JSON whose hobbies' originalName must cover every label.",
+)
+def inspect_command(file: Path, catalogue: Path | None) -> None:
+    """Print FILE's metadata and check that it works; exit 1 if it does not."""
+    from model.sandbox import check_model_file
+
+    names = _catalogue_names(catalogue) if catalogue else None
+    try:
+        model_file = ModelFile.read(file)
+        check = check_model_file(model_file.data, names)
+    except ModelFileError as exc:
+        click.echo(f"invalid model file: {exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(json.dumps({**model_file.describe(), "check": check}, ensure_ascii=False, indent=2))
+
+
+@model_cli.command("import-torch")
+@click.option(
+    "--state-dict",
+    "state_dict",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PyTorch state_dict (.pt) of an MLP like the original's.",
+)
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Output index -> hobby originalName: {"0": name, ...} or a JSON list.',
+)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model-version", help="Default: torch-<12 hex of the .pt file's sha256>.")
+def import_torch_command(
+    state_dict: Path, labels: Path, output: Path, model_version: str | None
+) -> None:
+    """Convert an original-style PyTorch state dict into a model file."""
+    from model.convert import TorchNotInstalledError, import_torch_state_dict
+
+    try:
+        data = import_torch_state_dict(state_dict, labels, model_version)
+    except TorchNotInstalledError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ModelFileError as exc:
+        raise click.ClickException(f"cannot import {state_dict}: {exc}") from None
+    write_file(output, data)
+    _echo_written(output, ModelFile.from_bytes(data))
+
+
+@model_cli.command("train")
+@click.option(
+    "--table",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Affinity table JSON. Default: the packaged model/training/default.json.",
+)
+@click.option(
+    "--export",
+    "exports",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Gzipped JSON Lines data export whose ratings refine the table (repeatable).",
+)
+@click.option("--model-version", default=None, help="Default: hollang-default-1.")
+@click.option("--seed", type=int, default=None, help="Random seed for the initial weights.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Adam steps.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def train_command(
+    table: Path | None,
+    exports: tuple[Path, ...],
+    model_version: str | None,
+    seed: int | None,
+    epochs: int | None,
+    output: Path,
+) -> None:
+    """Train Hollang's own model with numpy (recipe: model/train.py) and write it."""
+    from model import train as training
+
+    try:
+        data, report = training.train(
+            table or training.DEFAULT_TABLE,
+            exports,
+            model_version=model_version or training.DEFAULT_MODEL_VERSION,
+            seed=training.DEFAULT_SEED if seed is None else seed,
+            epochs=epochs or training.EPOCHS,
+        )
+    except (training.TrainingDataError, ModelFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    write_file(output, data)
+    click.echo(f"wrote {output}")
+    click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+
+
+def _catalogue_names(path: Path) -> set[str]:
+    try:
+        hobbies = json.loads(path.read_text(encoding="utf-8"))["hobbies"]
+        return {hobby["originalName"] for hobby in hobbies}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"cannot read hobbies from catalogue {path}: {exc}") from None
+
+
+def _echo_written(path: Path, model_file: ModelFile) -> None:
+    meta = model_file.metadata
+    click.echo(f"wrote {path}")
+    click.echo(f"  model_version: {meta.model_version}")
+    click.echo(f"  sha256: {model_file.sha256}")
+    click.echo(f"  labels: {len(meta.labels)}, input: {meta.input_kind} ({', '.join(AXES)})")
 
 
 class PointerConflict(click.ClickException):
@@ -37,41 +155,16 @@ class PointerConflict(click.ClickException):
     exit_code = EXIT_CONFLICT
 
 
-@dataclass
-class RegistryContext:
-    settings: Settings
-    registry: ModelRegistry
-
-    @classmethod
-    def from_environment(cls) -> RegistryContext:
-        from model.registry import ModelRegistry
-        from server.settings import Settings
-        from storage.factory import object_store
-
-        settings = Settings()
-        return cls(settings, ModelRegistry(object_store(settings)))
+class RegistryContext(Context):
+    """The environment's settings and registry, and the moves every registry command makes."""
 
     def validate(self, file: ModelFile, reference: ModelFile | None = None) -> Validated:
         """The admin upload's validation, in the sandbox, against the catalogue."""
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from db.catalog import read_catalog
-        from db.session import Database
         from model.sandbox import validate_blocking
 
-        database = Database(self.settings.resolved_database_url, pool_size=1, max_overflow=0)
-        try:
-            with database.read() as session:
-                hobby_keys = read_catalog(session).hobby_keys
-        except SQLAlchemyError as exc:
-            raise click.ClickException(
-                f"cannot read the catalogue to check against: {exc}"
-            ) from None
-        finally:
-            database.dispose()
         return validate_blocking(
             file.data,
-            hobby_keys,
+            self.hobby_keys(),
             self.settings.sandbox,
             reference=reference.data if reference is not None else None,
         )
@@ -133,7 +226,7 @@ def _echo(payload: dict[str, object]) -> None:
 EXPECT_HELP = "Refuse unless this version is the active one now (what you looked at)."
 
 
-@click.command("publish")
+@model_cli.command("publish")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--activate", "and_activate", is_flag=True, help="Also make it the active model.")
 @click.option("--expect", help=EXPECT_HELP)
@@ -162,7 +255,7 @@ def publish_command(
     from model.modelfile import ModelFile, ModelFileError
     from model.registry import ActivePointer
 
-    context = RegistryContext.from_environment()
+    context = RegistryContext()
     with _registry_errors():
         model_file = ModelFile.read(file)
         pointer = context.pointer()
@@ -191,12 +284,12 @@ def publish_command(
     _echo(payload)
 
 
-@click.command("activate")
+@model_cli.command("activate")
 @click.argument("version")
 @click.option("--expect", help=EXPECT_HELP)
 def activate_command(version: str, expect: str | None) -> None:
     """Make a published VERSION the active model of every replica."""
-    context = RegistryContext.from_environment()
+    context = RegistryContext()
     with _registry_errors():
         entry = context.registry.find(version)
         context.validate(context.registry.fetch(entry))  # fetch verifies the sha256
@@ -204,13 +297,13 @@ def activate_command(version: str, expect: str | None) -> None:
     _echo({"active": pointer.active.describe()})
 
 
-@click.command("rollback")
+@model_cli.command("rollback")
 @click.option("--expect", help=EXPECT_HELP)
 def rollback_command(expect: str | None) -> None:
     """Re-activate the most recent previously active version."""
     from model.registry import RegistryError
 
-    context = RegistryContext.from_environment()
+    context = RegistryContext()
     with _registry_errors():
         pointer = context.registry.read_pointer()
         if pointer is None:
@@ -221,12 +314,12 @@ def rollback_command(expect: str | None) -> None:
     _echo({"active": moved.active.describe(), "rolledBackFrom": pointer.active.version})
 
 
-@click.command("list")
+@model_cli.command("list")
 def list_command() -> None:
     """Published versions, the active one, and the activation history."""
     from model.registry import ActivePointer
 
-    context = RegistryContext.from_environment()
+    context = RegistryContext()
     with _registry_errors():
         pointer = context.pointer()
         published = [entry.describe() for entry in context.registry.versions()]
@@ -240,6 +333,3 @@ def list_command() -> None:
             "published": published,
         }
     )
-
-
-REGISTRY_COMMANDS = (publish_command, activate_command, rollback_command, list_command)

@@ -18,6 +18,8 @@ from typing import Any
 import click
 import orjson
 
+from cli.context import Context
+
 EXPORT_PREFIX = "exports/test-responses"
 CONTENT_TYPE = "application/gzip"
 
@@ -53,17 +55,16 @@ def export_command(since: datetime, until: datetime | None, key: str | None) -> 
     from sqlalchemy.exc import SQLAlchemyError
 
     from db.export import count_responses, export_records
-    from db.session import Database
-    from server.settings import Settings
-    from storage.factory import object_store
     from storage.objectstore import ObjectStoreError
 
-    settings = Settings()
+    context = Context()
     key = key or default_key(since, until)
-    store = object_store(settings)
-    database = Database(settings.resolved_database_url, pool_size=1, max_overflow=0)
+    store = context.store
     try:
-        with tempfile.TemporaryDirectory(prefix="hollang-export-") as folder:
+        with (
+            context.database() as database,
+            tempfile.TemporaryDirectory(prefix="hollang-export-") as folder,
+        ):
             path = Path(folder) / "export.jsonl.gz"
             with database.read() as session:
                 total = count_responses(session, since, until) if _terminal() else None
@@ -75,8 +76,6 @@ def export_command(since: datetime, until: datetime | None, key: str | None) -> 
         raise click.ClickException(f"export failed, database error: {exc}") from None
     except (ObjectStoreError, ValueError) as exc:
         raise click.ClickException(f"export not stored: {exc}") from None
-    finally:
-        database.dispose()
     summary = {"key": key, "store": store.describe(), "rows": rows, "bytes": size}
     click.echo(orjson.dumps(summary).decode())
 

@@ -7,11 +7,11 @@ needs no AWS CLI and no knowledge of the bucket layout beyond the key the export
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
+
+from cli.context import Context, atomic_file
 
 
 @click.group("objects")
@@ -29,24 +29,16 @@ def objects_cli() -> None:
 )
 def objects_get(key: str, output: Path | None) -> None:
     """Stream KEY to a local file; the file appears only once it is complete."""
-    from server.settings import Settings
-    from storage.factory import object_store
     from storage.objectstore import ObjectNotFound, ObjectStoreError
 
     output = output or Path(key.rsplit("/", 1)[-1])
-    store = object_store(Settings())
-    fd, partial = tempfile.mkstemp(dir=output.resolve().parent, prefix=f".{output.name}.")
+    store = Context().store
     try:
-        with os.fdopen(fd, "wb") as out:
-            stream = store.open(key)
-            for chunk in stream.chunks:
+        with atomic_file(output) as out:
+            for chunk in store.open(key).chunks:
                 out.write(chunk)
-        os.replace(partial, output)
     except ObjectNotFound:
         raise click.ClickException(f"no object {key!r} in {store.describe()}") from None
     except (ObjectStoreError, ValueError) as exc:
         raise click.ClickException(f"cannot read {key!r}: {exc}") from None
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     click.echo(f"{output} ({output.stat().st_size} bytes) from {store.describe()}")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from cli.context import Context
+
 images_cli = click.Group("images", help="Images served as hobby, hobby-type and question art.")
 
 
@@ -22,12 +24,10 @@ images_cli = click.Group("images", help="Images served as hobby, hobby-type and 
 def upload_command(folder: Path) -> None:
     """Check every image under FOLDER, then store them under their stable keys."""
     from server.images import ImageError, check_image, images_in, store_image
-    from server.settings import Settings
-    from storage.factory import object_store
     from storage.objectstore import ObjectStoreError
 
-    settings = Settings()
-    limit = settings.max_image_bytes
+    context = Context()
+    limit = context.settings.max_image_bytes
     checked: list[tuple[Path, str, bytes]] = []
     problems: list[str] = []
     for path, key in images_in(folder):
@@ -50,7 +50,7 @@ def upload_command(folder: Path) -> None:
         raise click.ClickException(f"{len(problems)} file(s) refused; nothing was uploaded")
     if not checked:
         raise click.ClickException(f"no images under {folder}")
-    store = object_store(settings)
+    store = context.store
     stored: dict[str, str] = {}
     with click.progressbar(checked, label="uploading", file=sys.stderr) as bar:
         for _, key, data in bar:
