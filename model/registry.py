@@ -5,10 +5,16 @@ Layout under the store (the same on a local folder and on S3):
 - ``models/sha256/<hex>.onnx``: the model files, content-addressed, never overwritten;
 - ``models/versions/<version>.json``: which file a version string names (versions are
   immutable: publishing a version again with other bytes is refused);
-- ``models/active.json``: the pointer: the active entry and the previously active ones.
+- ``models/active.json``: the pointer: the active entry, the previously active ones (most
+  recent first) and the shadow candidate, if any.
 
 Workers poll the pointer and swap when it moves; operators move it with conditional puts,
-so two concurrent activations cannot silently overwrite each other.
+so two concurrent activations cannot silently overwrite each other. The shadow lives in the
+same document so that one poll tells a replica both what to serve and what to score beside
+it, and one conditional put moves either without losing the other.
+
+The history is a stack: an activation pushes the model it replaces, a rollback pops down to
+its target, so rolling back again goes one further back instead of toggling between two.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import contextlib
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from model.modelfile import ModelFile, ModelFileError
@@ -70,6 +76,7 @@ class ActivePointer:
     active: RegistryEntry
     history: tuple[RegistryEntry, ...]  # previously active, most recent first
     etag: str
+    shadow: RegistryEntry | None = None  # scored beside the active model, never served
 
 
 class ModelRegistry:
@@ -153,43 +160,84 @@ class ModelRegistry:
             active=active,
             history=tuple(entry for entry in entries if entry is not None),
             etag=stored.etag,
+            shadow=_entry(body.get("shadow")),  # a malformed shadow is no shadow
         )
 
     def activate(
-        self, entry: RegistryEntry, expected: ActivePointer | CorruptPointer | None
+        self,
+        entry: RegistryEntry,
+        expected: ActivePointer | CorruptPointer | None,
+        *,
+        history: tuple[RegistryEntry, ...] | None = None,
     ) -> ActivePointer:
         """Point at `entry` if the pointer is still `expected`; else `PreconditionFailed`.
 
+        The replaced model is pushed onto the history unless `history` is given (a rollback
+        passes what remains below its target). The shadow is kept, unless it is the model
+        now activated: a promoted candidate has nothing left to be compared with.
         `expected` may be a `CorruptPointer`: it is then replaced (if still those bytes),
         with an empty history."""
-        stamped = RegistryEntry(
-            version=entry.version,
-            sha256=entry.sha256,
-            key=entry.key,
-            activated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        history: tuple[RegistryEntry, ...] = ()
+        stamped = replace(entry, activated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        shadow: RegistryEntry | None = None
         if isinstance(expected, ActivePointer):
-            history = (expected.active, *expected.history)[:HISTORY_LENGTH]
-        body = json.dumps(
-            {"active": stamped.to_json(), "history": [item.to_json() for item in history]},
-            ensure_ascii=False,
-        ).encode()
+            if history is None:
+                history = (expected.active, *expected.history)
+            if expected.shadow is not None and expected.shadow.sha256 != entry.sha256:
+                shadow = expected.shadow
+        return self._write(stamped, (history or ())[:HISTORY_LENGTH], shadow, expected)
+
+    def set_shadow(self, entry: RegistryEntry | None, expected: ActivePointer) -> ActivePointer:
+        """Name `entry` as the shadow (None: no shadow) if the pointer is still `expected`;
+        else `PreconditionFailed`. The active model and the history are unchanged."""
+        if entry is not None:
+            entry = replace(entry, activated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        return self._write(expected.active, expected.history, entry, expected)
+
+    def _write(
+        self,
+        active: RegistryEntry,
+        history: tuple[RegistryEntry, ...],
+        shadow: RegistryEntry | None,
+        expected: ActivePointer | CorruptPointer | None,
+    ) -> ActivePointer:
+        document: dict[str, object] = {
+            "active": active.to_json(),
+            "history": [item.to_json() for item in history],
+        }
+        if shadow is not None:
+            document["shadow"] = shadow.to_json()
         etag = self.store.put(
             POINTER_KEY,
-            body,
+            json.dumps(document, ensure_ascii=False).encode(),
             content_type="application/json",
             if_match=expected.etag if expected is not None else None,
             if_none_match=expected is None,
         )
-        return ActivePointer(active=stamped, history=history, etag=etag)
+        return ActivePointer(active=active, history=history, etag=etag, shadow=shadow)
 
     def previous(self, pointer: ActivePointer) -> RegistryEntry:
         """The most recently active version that differs from the current one."""
-        for entry in pointer.history:
-            if entry.sha256 != pointer.active.sha256:
-                return entry
-        raise RegistryError("there is no previous model version to roll back to")
+        return self.rollback_target(pointer)[0]
+
+    def rollback_target(
+        self, pointer: ActivePointer, to: str | None = None
+    ) -> tuple[RegistryEntry, tuple[RegistryEntry, ...]]:
+        """Where a rollback goes, and the history that remains below it.
+
+        Without `to`: the most recent history entry that differs from the active model.
+        With `to`: the most recent history entry of that version. Everything above the
+        target is dropped, which is what makes the next rollback go one further back."""
+        for index, entry in enumerate(pointer.history):
+            if (entry.version == to) if to is not None else (entry.sha256 != pointer.active.sha256):
+                return entry, pointer.history[index + 1 :]
+        if to is None:
+            raise RegistryError("there is no previous model version to roll back to")
+        if to == pointer.active.version:
+            raise RegistryError(f"model {to!r} is already the active one")
+        raise RegistryError(
+            f"model {to!r} is not in the activation history; to make a published version "
+            "active, run `hollang model activate VERSION`"
+        )
 
 
 def _entry(item: object) -> RegistryEntry | None:
