@@ -1,7 +1,7 @@
 """``hollang model ...``: model files and the shared model registry.
 
 Offline tools (`inspect`, `import-torch`, `train`) need no settings, database or storage.
-The registry commands (`publish`, `activate`, `rollback`, `list`) work on the object store
+The registry commands (`publish`, `activate`, `rollback`, `shadow`, `list`) work on the object store
 the servers use (S3 when `HOLLANG_S3_BUCKET` is set) and validate a model exactly as the
 admin upload does (`model.sandbox`: a bounded child process, against the hobby keys of the
 catalogue in `HOLLANG_DATABASE_URL`) before any pointer moves. `publish` also reports how
@@ -184,6 +184,8 @@ class RegistryContext(Context):
         entry: RegistryEntry,
         pointer: ActivePointer | CorruptPointer | None,
         expect: str | None,
+        *,
+        history: tuple[RegistryEntry, ...] | None = None,
     ) -> ActivePointer:
         from model.registry import ActivePointer
         from storage.objectstore import PreconditionFailed
@@ -192,7 +194,7 @@ class RegistryContext(Context):
         if expect is not None and expect != current:
             raise PointerConflict(f"the active model is {current}, not {expect}; pointer not moved")
         try:
-            return self.registry.activate(entry, pointer)
+            return self.registry.activate(entry, pointer, history=history)
         except PreconditionFailed:
             fresh = self.pointer()
             now = fresh.active.version if isinstance(fresh, ActivePointer) else None
@@ -298,9 +300,13 @@ def activate_command(version: str, expect: str | None) -> None:
 
 
 @model_cli.command("rollback")
+@click.option("--to", "to", help="Roll back to this version of the activation history.")
 @click.option("--expect", help=EXPECT_HELP)
-def rollback_command(expect: str | None) -> None:
-    """Re-activate the most recent previously active version."""
+def rollback_command(to: str | None, expect: str | None) -> None:
+    """Re-activate the previously active version; again goes one further back.
+
+    The history is a stack: the versions above the target leave it (`list` shows what is
+    left), so repeated rollbacks walk back instead of toggling between the last two."""
     from model.registry import RegistryError
 
     context = RegistryContext()
@@ -308,10 +314,54 @@ def rollback_command(expect: str | None) -> None:
         pointer = context.registry.read_pointer()
         if pointer is None:
             raise RegistryError("there is no active model pointer to roll back")
-        target = context.registry.previous(pointer)
+        target, remaining = context.registry.rollback_target(pointer, to)
         context.validate(context.registry.fetch(target))
-        moved = context.activate(target, pointer, expect)
-    _echo({"active": moved.active.describe(), "rolledBackFrom": pointer.active.version})
+        moved = context.activate(target, pointer, expect, history=remaining)
+    _echo(
+        {
+            "active": moved.active.describe(),
+            "rolledBackFrom": pointer.active.version,
+            "history": [entry.describe() for entry in moved.history],
+        }
+    )
+
+
+@model_cli.command("shadow")
+@click.argument("version", required=False)
+@click.option("--off", is_flag=True, help="Stop scoring any shadow model.")
+def shadow_command(version: str | None, off: bool) -> None:
+    """Make every replica score live requests with a published VERSION too, never serving
+    it; `--off` stops. GET /admin/model and /metrics show how it agrees with the active
+    model and what it costs."""
+    from model.registry import ActivePointer, RegistryError
+    from storage.objectstore import PreconditionFailed
+
+    if off == (version is not None):
+        raise click.UsageError("give either a VERSION or --off")
+    context = RegistryContext()
+    with _registry_errors():
+        entry = None
+        if version is not None:
+            entry = context.registry.find(version)
+            context.validate(context.registry.fetch(entry))
+        pointer = context.pointer()
+        if not isinstance(pointer, ActivePointer):
+            raise RegistryError("there is no readable active model pointer to add a shadow to")
+        if entry is not None and entry.sha256 == pointer.active.sha256:
+            raise RegistryError(f"model {entry.version!r} is the active model, not a candidate")
+        try:
+            moved = context.registry.set_shadow(entry, pointer)
+        except PreconditionFailed:
+            raise PointerConflict(
+                "another operator moved the active model pointer meanwhile; shadow not set. "
+                "Run again."
+            ) from None
+    _echo(
+        {
+            "active": moved.active.describe(),
+            "shadow": moved.shadow.describe() if moved.shadow else None,
+        }
+    )
 
 
 @model_cli.command("list")
@@ -329,6 +379,7 @@ def list_command() -> None:
             "store": context.registry.store.describe(),
             "active": readable.active.describe() if readable else None,
             "history": [entry.describe() for entry in readable.history] if readable else [],
+            "shadow": readable.shadow.describe() if readable and readable.shadow else None,
             "pointerError": None if pointer is None or readable else str(pointer),
             "published": published,
         }

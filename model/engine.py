@@ -6,6 +6,10 @@ largest the batcher will ask for, over every possible input; see `check_batches`
 `ModelEngine` serves the active model and swaps atomically: a swap installs a new
 batcher for the new model, and the old one finishes what it had queued, so a request
 finishes on the model it started with and none fails because of the swap.
+
+Beside the active model the engine may hold a shadow (`model.shadow.ShadowScorer`): each
+batch of the active model is handed to it once the batch's callers have their answers.
+With no shadow set that costs one attribute check per batch.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -29,6 +34,9 @@ from model.modelfile import (
     parse_model,
 )
 from model.scoring import AXES, all_score_inputs
+
+if TYPE_CHECKING:
+    from model.shadow import ShadowScorer
 
 
 def session_options() -> ort.SessionOptions:
@@ -239,6 +247,39 @@ class Prediction:
         return [self.model.labels[i] for i in self.ranking[:count]]
 
 
+class ModelObserver(Protocol):
+    """Per-model counters (the metrics module implements it): told of each batch the model
+    answered, after its callers were, and of each batch refused for bad outputs."""
+
+    def batch_done(self, inputs: np.ndarray, outputs: np.ndarray, seconds: float) -> None: ...
+
+    def batch_refused(self, rows: int, nonfinite_rows: int) -> None: ...
+
+
+class _BatchHook:
+    """The active model's batch observer: its own counters, then the shadow, if any."""
+
+    __slots__ = ("_engine", "_model", "_observer")
+
+    def __init__(
+        self, engine: ModelEngine, model: LoadedModel, observer: ModelObserver | None
+    ) -> None:
+        self._engine = engine
+        self._model = model
+        self._observer = observer
+
+    def batch_done(self, inputs: np.ndarray, outputs: np.ndarray, seconds: float) -> None:
+        if self._observer is not None:
+            self._observer.batch_done(inputs, outputs, seconds)
+        shadow = self._engine.shadow
+        if shadow is not None:
+            shadow.score(self._model, inputs, outputs)
+
+    def batch_refused(self, rows: int, nonfinite_rows: int) -> None:
+        if self._observer is not None:
+            self._observer.batch_refused(rows, nonfinite_rows)
+
+
 class NoModelLoaded(RuntimeError):
     """`predict` was called before any model was installed."""
 
@@ -253,6 +294,10 @@ class ModelEngine:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._active: tuple[LoadedModel, MicroBatcher] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        # Set by `server.metrics.observe_engine`: the counters of each model swapped in.
+        self.observer_for: Callable[[LoadedModel], ModelObserver] | None = None
+        self.shadow: ShadowScorer | None = None
+        self.swaps = 0
 
     @property
     def model(self) -> LoadedModel | None:
@@ -292,8 +337,12 @@ class ModelEngine:
                 self.stats,
                 inline_rows,
                 output_width=len(model.labels),
+                observer=_BatchHook(
+                    self, model, self.observer_for(model) if self.observer_for else None
+                ),
             ),
         )
+        self.swaps += 1
         if previous is not None:
             task = asyncio.get_running_loop().create_task(previous[1].close())
             self._retiring.add(task)
@@ -301,10 +350,17 @@ class ModelEngine:
             return previous[0]
         return None
 
+    def set_shadow(self, scorer: ShadowScorer | None) -> None:
+        """Score every later batch with `scorer` too (None: stop); the replaced one stops."""
+        previous, self.shadow = self.shadow, scorer
+        if previous is not None and previous is not scorer:
+            previous.close()
+
     async def close(self) -> None:
         """Finish every queued request, then release the inference thread."""
         if self._active is not None:
             await self._active[1].close()
         if self._retiring:
             await asyncio.gather(*self._retiring)
+        self.set_shadow(None)
         self.executor.shutdown(wait=True)

@@ -11,6 +11,14 @@ middleware (`server.middleware`), batches by `ObservedBatchStats`, which the eng
 in place of its plain `BatchStats`, and write batches by the write batcher's `observe`
 callback (`WRITE_BATCH_SIZE.observe`). Gauges (queue depth, pool usage, active model) are
 sampled every second by each worker and again by the worker that answers a scrape.
+
+Per model version (`hollang_model_*{version}`, recorded by `VersionMetrics` after a batch's
+callers have their answers) and per shadow (`hollang_shadow_*`, by `ShadowMetrics`). A
+scrape shows a version's series only while a live worker holds that version, as its active
+model or its shadow (`hollang_model_active` / `hollang_model_shadow` above 0): counters of
+a version no worker holds any more are history, not state, and keeping them made every
+scrape grow with every version ever served. `held_versions_only` does that filtering at
+scrape time, so it holds across workers (whose files keep what they once wrote).
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -33,12 +43,14 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from model.batcher import BatchStats
 from server.settings import MULTIPROC_ENV
 
 if TYPE_CHECKING:
-    from model.engine import ModelEngine
+    from model.engine import LoadedModel, ModelEngine
     from server.deps import Services
 
 log = logging.getLogger("hollang.metrics")
@@ -56,10 +68,12 @@ LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+INFERENCE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 BATCH_SIZE = Histogram(
     "hollang_inference_batch_size",
     "Rows per model run of the micro-batcher.",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+    buckets=BATCH_BUCKETS,
 )
 WRITE_BATCH_SIZE = Histogram(
     "hollang_write_batch_size",
@@ -69,7 +83,7 @@ WRITE_BATCH_SIZE = Histogram(
 INFERENCE = Histogram(
     "hollang_inference_seconds",
     "Time of one batched model run, including the hand-off to the inference thread.",
-    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
+    buckets=INFERENCE_BUCKETS,
 )
 REJECTED = Counter(
     "hollang_inference_rejected",
@@ -90,6 +104,76 @@ MODEL_ACTIVE = Gauge(
     "1 for each model version a live worker serves.",
     ["version"],
     multiprocess_mode="livemax",
+)
+MODEL_SHADOW = Gauge(
+    "hollang_model_shadow",
+    "1 for each model version a live worker scores as its shadow (never served).",
+    ["version"],
+    multiprocess_mode="livemax",
+)
+MODEL_PREDICTIONS = Counter(
+    "hollang_model_predictions",
+    "Inputs answered (rows run), by model version.",
+    ["version"],
+)
+MODEL_BATCH_SIZE = Histogram(
+    "hollang_model_batch_size",
+    "Rows per model run, by model version.",
+    ["version"],
+    buckets=BATCH_BUCKETS,
+)
+MODEL_INFERENCE = Histogram(
+    "hollang_model_inference_seconds",
+    "Time of one batched model run (with the hand-off to the inference thread), by version.",
+    ["version"],
+    buckets=INFERENCE_BUCKETS,
+)
+MODEL_RECOMMENDED = Counter(
+    "hollang_model_recommended",
+    "How often each hobby was in a model's top 3, by model version and hobby key.",
+    ["version", "hobby"],
+)
+MODEL_NONFINITE = Counter(
+    "hollang_model_nonfinite_outputs",
+    "Output rows holding NaN or infinity (their batch was refused: 503), by model version.",
+    ["version"],
+)
+MODEL_SWAPS = Counter("hollang_model_swaps", "Models installed by a worker (start-up included).")
+MODEL_REFUSED = Counter(
+    "hollang_model_refused_loads",
+    "Model files a worker refused to load (validation failed), by what they were to be.",
+    ["role"],
+)
+SHADOW_ROWS = Counter(
+    "hollang_shadow_rows",
+    "Live inputs the shadow model scored, by shadow version and active version.",
+    ["version", "active"],
+)
+SHADOW_TOP1 = Counter(
+    "hollang_shadow_top1_agreements",
+    "Of those, inputs whose best hobby is the active model's best.",
+    ["version", "active"],
+)
+SHADOW_TOP3 = Counter(
+    "hollang_shadow_top3_agreements",
+    "Of those, inputs given the active model's three hobbies (in any order).",
+    ["version", "active"],
+)
+SHADOW_FAILED = Counter(
+    "hollang_shadow_failed_rows",
+    "Live inputs the shadow model failed on (raised, non-finite or misshapen outputs).",
+    ["version", "active"],
+)
+SHADOW_SKIPPED = Counter(
+    "hollang_shadow_skipped_rows",
+    "Live inputs not scored because the shadow was still busy with an earlier batch.",
+    ["version"],
+)
+SHADOW_INFERENCE = Histogram(
+    "hollang_shadow_inference_seconds",
+    "Time of one shadow model run, by shadow version.",
+    ["version"],
+    buckets=INFERENCE_BUCKETS,
 )
 POOL_CHECKED_OUT = Gauge(
     "hollang_db_pool_checked_out",
@@ -144,10 +228,78 @@ class ObservedBatchStats(BatchStats):
         INFERENCE.observe(seconds)
 
 
+class VersionMetrics:
+    """One model version's series; the engine's batch observer for that model. Runs after
+    the batch's callers were answered (see `MicroBatcher`), so its few microseconds are off
+    every request's path. The labelled children are bound once, at the swap."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        version = model.version
+        self._rows = MODEL_PREDICTIONS.labels(version)
+        self._sizes = MODEL_BATCH_SIZE.labels(version)
+        self._seconds = MODEL_INFERENCE.labels(version)
+        self._nonfinite = MODEL_NONFINITE.labels(version)
+        self._hobbies = [MODEL_RECOMMENDED.labels(version, label) for label in model.labels]
+        self._top = min(3, len(model.labels))
+
+    def batch_done(self, inputs: np.ndarray, outputs: np.ndarray, seconds: float) -> None:
+        rows = len(outputs)
+        self._rows.inc(rows)
+        self._sizes.observe(rows)
+        self._seconds.observe(seconds)
+        if self._top < len(self._hobbies):
+            top = np.argpartition(-outputs, self._top - 1, axis=1)[:, : self._top]
+        else:
+            top = np.broadcast_to(np.arange(len(self._hobbies)), (rows, len(self._hobbies)))
+        counts = np.bincount(top.ravel(), minlength=len(self._hobbies))
+        for index in np.flatnonzero(counts).tolist():
+            self._hobbies[index].inc(int(counts[index]))
+
+    def batch_refused(self, rows: int, nonfinite_rows: int) -> None:
+        if nonfinite_rows:
+            self._nonfinite.inc(nonfinite_rows)
+
+
+class ShadowMetrics:
+    """A shadow scorer's series, for one shadow version."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self._seconds = SHADOW_INFERENCE.labels(version)
+        self._skipped = SHADOW_SKIPPED.labels(version)
+        self._by_active: dict[str, tuple[Counter, Counter, Counter]] = {}
+
+    def _series(self, active: str) -> tuple[Counter, Counter, Counter]:
+        series = self._by_active.get(active)
+        if series is None:
+            labels = (self.version, active)
+            series = (
+                SHADOW_ROWS.labels(*labels),
+                SHADOW_TOP1.labels(*labels),
+                SHADOW_TOP3.labels(*labels),
+            )
+            self._by_active[active] = series
+        return series
+
+    def scored(self, active: str, rows: int, top1: int, top3: int, seconds: float) -> None:
+        counted, first, three = self._series(active)
+        counted.inc(rows)
+        first.inc(top1)
+        three.inc(top3)
+        self._seconds.observe(seconds)
+
+    def failed(self, active: str, rows: int) -> None:
+        SHADOW_FAILED.labels(self.version, active).inc(rows)
+
+    def skipped(self, rows: int) -> None:
+        self._skipped.inc(rows)
+
+
 def observe_engine(engine: ModelEngine) -> None:
     """Make the engine record batch metrics; call before its first model is installed
     (every batcher takes the engine's stats object when the model is swapped in)."""
     engine.stats = ObservedBatchStats()
+    engine.observer_for = VersionMetrics
 
 
 class _Sampler:
@@ -157,7 +309,9 @@ class _Sampler:
         self.rejected = 0
         self.failed = 0
         self.bad_outputs = 0
+        self.swaps = 0
         self.model: str | None = None
+        self.shadow: str | None = None
 
     def sample(self, services: Services) -> None:
         stats = services.engine.stats
@@ -170,19 +324,32 @@ class _Sampler:
         self.rejected, self.failed = stats.rejected, stats.failed_batches
         self.bad_outputs = stats.bad_output_batches
         QUEUE_DEPTH.set(services.engine.queue_depth)
-        model = services.engine.model
-        version = model.version if model is not None else None
-        if version != self.model:
-            if self.model is not None:
-                MODEL_ACTIVE.labels(self.model).set(0)
-            if version is not None:
-                MODEL_ACTIVE.labels(version).set(1)
-            self.model = version
+        engine = services.engine
+        if engine.swaps > self.swaps:
+            MODEL_SWAPS.inc(engine.swaps - self.swaps)
+            self.swaps = engine.swaps
+        self.model = _mark(MODEL_ACTIVE, self.model, engine.model.version if engine.model else None)
+        self.shadow = _mark(
+            MODEL_SHADOW, self.shadow, engine.shadow.version if engine.shadow else None
+        )
         pool = services.db.engine.pool
         checked_out, size = getattr(pool, "checkedout", None), getattr(pool, "size", None)
         if callable(checked_out) and callable(size):
             POOL_CHECKED_OUT.set(checked_out())
             POOL_SIZE.set(size())
+
+
+def _mark(gauge: Gauge, was: str | None, now: str | None) -> str | None:
+    """Move a version marker: the old version's series drops to 0 (which a scrape hides:
+    a multiprocess file keeps what was written, so removing the child is not enough), the
+    new one is 1."""
+    if now != was:
+        if was is not None:
+            gauge.labels(was).set(0)
+            gauge.remove(was)
+        if now is not None:
+            gauge.labels(now).set(1)
+    return now
 
 
 _SAMPLERS: dict[int, _Sampler] = {}
@@ -236,10 +403,79 @@ def worker_exited() -> None:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition of every worker's metrics (or of this process's, alone)."""
+def _source() -> Collector:
+    """Every worker's samples, summed (or this process's, alone)."""
     if multiproc_dir() is None:
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return REGISTRY
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+VERSION_LABELS = ("version", "active")
+_MARKERS = frozenset({"hollang_model_active", "hollang_model_shadow"})
+
+
+class HeldVersionsOnly(Collector):
+    """`source` without the series of model versions no live worker holds (see above)."""
+
+    def __init__(self, source: Collector) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return held_versions_only(list(self._source.collect()))
+
+
+def held_versions_only(families: list[Metric]) -> Iterator[Metric]:
+    held = {
+        sample.labels["version"]
+        for family in families
+        if family.name in _MARKERS
+        for sample in family.samples
+        if sample.value > 0
+    }
+    for family in families:
+        kept = [
+            sample
+            for sample in family.samples
+            if all(sample.labels[name] in held for name in VERSION_LABELS if name in sample.labels)
+        ]
+        if len(kept) != len(family.samples):
+            family.samples = kept
+        yield family
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition of every worker's metrics, held versions only."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HeldVersionsOnly(_source()))
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def shadow_summary(shadow: str, active: str) -> dict[str, Any]:
+    """How the shadow compares with the active model over every live worker's samples, for
+    GET /admin/model (one worker answers it; the metrics files hold all of them)."""
+    totals: dict[str, float] = {}
+    for family in _source().collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("version") != shadow or labels.get("active", active) != active:
+                continue
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    rows = int(totals.get("hollang_shadow_rows_total", 0))
+    runs = int(totals.get("hollang_shadow_inference_seconds_count", 0))
+    seconds = totals.get("hollang_shadow_inference_seconds_sum", 0.0)
+    return {
+        "comparedWith": active,
+        "rows": rows,
+        "top1Agreement": totals.get("hollang_shadow_top1_agreements_total", 0) / rows
+        if rows
+        else None,
+        "top3Agreement": totals.get("hollang_shadow_top3_agreements_total", 0) / rows
+        if rows
+        else None,
+        "runs": runs,
+        "meanRunSeconds": seconds / runs if runs else None,
+        "failedRows": int(totals.get("hollang_shadow_failed_rows_total", 0)),
+        "skippedRows": int(totals.get("hollang_shadow_skipped_rows_total", 0)),
+    }

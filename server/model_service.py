@@ -10,6 +10,11 @@ reported, and the current model keeps serving.
 Validation is `model.sandbox`: a child process with memory and time limits, awaited without
 blocking the event loop. Only a model that passed there gets a session in this worker.
 
+The pointer may also name a shadow: a published candidate each replica validates the same
+way, then scores live batches with beside the active model, never serving it
+(`model.shadow`). A shadow that fails validation or misbehaves on live rows is reported
+(`shadow_error`) and never affects serving.
+
 A pointer that cannot be parsed (truncated, not JSON, missing fields) never stops a
 replica: at start it serves `HOLLANG_MODEL_PATH`, mid-run it keeps its model, and both say
 why (`pointer_error`, shown in /health/ready and /info). An upload or `hollang model
@@ -29,8 +34,16 @@ from db.catalog import Catalog
 from model import quality, sandbox
 from model.engine import LoadedModel, ModelEngine, open_session
 from model.modelfile import ModelFile, ModelFileError
-from model.registry import ActivePointer, CorruptPointer, ModelRegistry, RegistryError
+from model.registry import (
+    ActivePointer,
+    CorruptPointer,
+    ModelRegistry,
+    RegistryEntry,
+    RegistryError,
+)
 from model.scoring import mbti_from_scores, scores_from_answers
+from model.shadow import ShadowScorer
+from server import metrics
 from storage.objectstore import ObjectNotFound, ObjectStoreError, PreconditionFailed
 
 log = logging.getLogger("hollang.model")
@@ -83,8 +96,10 @@ class ModelService:
         # One validation at a time per worker: each child may use the whole memory limit.
         self._validating = asyncio.Semaphore(1)
         self._refused_sha: str | None = None
+        self._refused_shadow_sha: str | None = None
         self.model_error: str | None = None  # a model this worker refused or could not load
         self.pointer_error: str | None = None  # the registry could not be read
+        self.shadow_error: str | None = None  # the pointer's shadow, refused here
 
     @property
     def last_error(self) -> str | None:
@@ -171,22 +186,28 @@ class ModelService:
         return (await self._checked(file, reference=None))[0]
 
     async def _checked(
-        self, file: ModelFile, reference: LoadedModel | None
+        self, file: ModelFile, reference: LoadedModel | None, role: str = "active"
     ) -> tuple[LoadedModel, sandbox.Validated]:
-        """The sandbox's verdict, then a session here for a model that passed."""
+        """The sandbox's verdict, then a session here for a model that passed. A refusal is
+        counted (`hollang_model_refused_loads{role}`)."""
         labels = self._catalog().hobby_keys
-        async with self._validating:
-            validated = await sandbox.validate(
-                file.data,
-                labels,
-                self.limits,
-                reference=reference.file.data if reference is not None else None,
-            )
-        session = await asyncio.to_thread(open_session, file)
+        try:
+            async with self._validating:
+                validated = await sandbox.validate(
+                    file.data,
+                    labels,
+                    self.limits,
+                    reference=reference.file.data if reference is not None else None,
+                )
+            session = await asyncio.to_thread(open_session, file)
+        except ModelFileError:
+            metrics.MODEL_REFUSED.labels(role).inc()
+            raise
         return replace(session, batch_seconds=validated.batch_seconds), validated
 
     async def follow(self) -> None:
-        """One poll: swap if the pointer moved to a model this worker does not run."""
+        """One poll: swap if the pointer moved to a model this worker does not run, and
+        start, change or stop the shadow as the pointer says."""
         try:
             pointer = await asyncio.to_thread(self.registry.read_pointer)
         except (ObjectStoreError, CorruptPointer) as exc:
@@ -197,6 +218,10 @@ class ModelService:
             log.warning("%s; keeping model %s", self.pointer_error, self.version)
             return
         self.pointer_error = None
+        await self._follow_active(pointer)
+        await self._follow_shadow(pointer)
+
+    async def _follow_active(self, pointer: ActivePointer | None) -> None:
         current = self.engine.model
         if pointer is None or (current and pointer.active.sha256 == current.file.sha256):
             # Nothing to install. A past refusal stops mattering once the pointer has moved
@@ -218,6 +243,54 @@ class ModelService:
                 self._refused_sha = pointer.active.sha256
                 self.model_error = f"refused model {pointer.active.version}: {exc}"
                 log.error("%s; keeping model %s", self.model_error, self.version)
+
+    async def _follow_shadow(self, pointer: ActivePointer | None) -> None:
+        """Install the pointer's shadow once (a refused one is not retried until the
+        pointer names another); none, or the active model itself, means no shadow."""
+        wanted = pointer.shadow if pointer is not None else None
+        if wanted is not None and pointer is not None and wanted.sha256 == pointer.active.sha256:
+            wanted = None
+        current = self.engine.shadow
+        if wanted is None:
+            self.engine.set_shadow(None)
+            self.shadow_error = None
+            self._refused_shadow_sha = None
+            return
+        if current is not None and current.model.file.sha256 == wanted.sha256:
+            return
+        if wanted.sha256 == self._refused_shadow_sha:
+            return
+        try:
+            await self._install_shadow(wanted)
+        except (ModelFileError, ObjectStoreError, RegistryError) as exc:
+            if _unreachable(exc):
+                log.warning("cannot fetch shadow model %s: %s", wanted.version, exc)
+                return
+            self._refused_shadow_sha = wanted.sha256
+            self.shadow_error = f"refused shadow model {wanted.version}: {exc}"
+            self.engine.set_shadow(None)
+            log.error("%s; serving is unaffected", self.shadow_error)
+
+    async def _install_shadow(self, entry: RegistryEntry) -> None:
+        file = await asyncio.to_thread(self.registry.fetch, entry)
+        self._start_shadow((await self._checked(file, reference=None, role="shadow"))[0])
+
+    def _start_shadow(self, model: LoadedModel | None) -> None:
+        settings = self.engine.settings
+        self.engine.set_shadow(
+            None
+            if model is None
+            else ShadowScorer(
+                model,
+                max_inline_seconds=settings.max_inline_seconds,
+                max_batch_size=settings.max_batch_size,
+                observer=metrics.ShadowMetrics(model.version),
+            )
+        )
+        self._refused_shadow_sha = None
+        self.shadow_error = None
+        if model is not None:
+            log.info("scoring shadow model %s beside %s", model.version, self.version)
 
     # ---- administration ----
 
@@ -249,17 +322,21 @@ class ModelService:
         log.info("model %s uploaded and activated", model.version)
         return model, report
 
-    async def rollback(self) -> LoadedModel:
-        """Re-activate the previous version, validated here before the pointer moves."""
+    async def rollback(self, to: str | None = None) -> LoadedModel:
+        """Re-activate the previous version (or `to`, from the history), validated here
+        before the pointer moves. The history is popped down to the target, so the next
+        rollback goes one further back (`ModelRegistry.rollback_target`)."""
         async with self._lock:
             pointer = await asyncio.to_thread(self.registry.read_pointer)
             if pointer is None:
                 raise RegistryError("there is no active model pointer to roll back")
-            target = self.registry.previous(pointer)
+            target, remaining = self.registry.rollback_target(pointer, to)
             file = await asyncio.to_thread(self.registry.fetch, target)
             model = await self._validate(file)
             try:
-                await asyncio.to_thread(self.registry.activate, target, pointer)
+                await asyncio.to_thread(
+                    lambda: self.registry.activate(target, pointer, history=remaining)
+                )
             except PreconditionFailed:
                 raise RegistryError("the active model changed meanwhile; try again") from None
             self.engine.swap(model)
@@ -267,6 +344,29 @@ class ModelService:
             self.model_error = None
         log.info("rolled back to model %s", model.version)
         return model
+
+    async def set_shadow(self, version: str | None) -> ActivePointer:
+        """Name a published version as every replica's shadow (None: stop), after it passed
+        validation here; it starts here at once, elsewhere at the next poll."""
+        entry: RegistryEntry | None = None
+        model: LoadedModel | None = None
+        if version is not None:
+            entry = await asyncio.to_thread(self.registry.find, version)
+            file = await asyncio.to_thread(self.registry.fetch, entry)
+            model = (await self._checked(file, reference=None, role="shadow"))[0]
+        moved: list[ActivePointer] = []
+
+        def move(pointer: ActivePointer | CorruptPointer | None) -> ActivePointer:
+            if not isinstance(pointer, ActivePointer):
+                raise RegistryError("there is no readable active model pointer to add a shadow to")
+            if entry is not None and entry.sha256 == pointer.active.sha256:
+                raise RegistryError(f"model {entry.version!r} is the active model, not a candidate")
+            moved.append(self.registry.set_shadow(entry, pointer))
+            return moved[-1]
+
+        await self._move_pointer(move)
+        self._start_shadow(model)
+        return moved[-1]
 
     async def _move_pointer(
         self, move: Callable[[ActivePointer | CorruptPointer | None], ActivePointer]

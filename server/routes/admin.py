@@ -1,4 +1,4 @@
-"""Model administration: upload (validate, publish, activate, swap), status, rollback.
+"""Model administration: upload (validate, publish, activate, swap), status, rollback, shadow.
 
 Registered only when `HOLLANG_ADMIN_TOKEN` is set; every route requires it as a bearer token.
 None of them answers 5xx for an unreadable pointer: status shows it (`pointer: null`,
@@ -7,14 +7,17 @@ None of them answers 5xx for an unreadable pointer: status shows it (`pointer: n
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.engine import LoadedModel
 from model.modelfile import ModelFileError
 from model.registry import RegistryError
+from server import metrics
 from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
 from server.routes.docs import ERRORS, ErrorBody
@@ -31,6 +34,13 @@ class ModelStatus(Camel):
     pointer: dict[str, Any] | None
     last_error: str | None
     quality: dict[str, Any] | None = None  # an upload's comparison with the previous model
+    shadow: dict[str, Any] | None = None  # the candidate scored beside the active model
+
+
+class ShadowRequest(Camel):
+    """Which published version every replica scores beside the active one; null stops it."""
+
+    version: str | None = Field(min_length=1, max_length=200)
 
 
 async def _read_upload(request: Request, limit: int) -> bytes:
@@ -74,9 +84,27 @@ async def _status(services: ServicesDep, quality: dict[str, Any] | None = None) 
         else {
             "active": pointer.active.describe(),
             "history": [entry.describe() for entry in pointer.history],
+            "shadow": pointer.shadow.describe() if pointer.shadow else None,
         },
         last_error=services.models.last_error,
+        shadow=_shadow_status(services),
     )
+
+
+def _shadow_status(services: ServicesDep) -> dict[str, Any] | None:
+    """This worker's shadow and, summed over every live worker's metrics, how it agrees
+    with the active model on live inputs and what a run of it costs."""
+    scorer, active = services.engine.shadow, services.engine.model
+    error = services.models.shadow_error
+    if scorer is None:
+        return None if error is None else {"model": None, "error": error}
+    return {
+        "model": _describe(scorer.model),
+        "error": error or scorer.stats.last_error,
+        "live": metrics.shadow_summary(scorer.version, active.version)
+        if active is not None
+        else None,
+    }
 
 
 @router.get("/model", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
@@ -155,11 +183,55 @@ ROLLBACK_ERRORS = {
 
 
 @router.post("/model/rollback", response_model=Envelope[ModelStatus], responses=ROLLBACK_ERRORS)
-async def rollback_model(services: ServicesDep) -> Envelope[ModelStatus]:
+async def rollback_model(
+    services: ServicesDep,
+    to: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="roll back to this version of the activation history; default: the "
+            "previous one (again: one further back)",
+        ),
+    ] = None,
+) -> Envelope[ModelStatus]:
     try:
-        model = await services.models.rollback()
+        model = await services.models.rollback(to)
     except (ModelFileError, RegistryError) as exc:
         raise ApiError(409, f"Cannot roll back: {exc}") from None
     except ObjectStoreError as exc:
         raise ApiError(503, f"The model store is unavailable: {exc}") from None
     return Envelope(message=f"Rolled back to model {model.version}.", data=await _status(services))
+
+
+SHADOW_ERRORS = {
+    **ADMIN_ERRORS,
+    404: {"model": ErrorBody, "description": "no published model has that version"},
+    409: {"model": ErrorBody, "description": "no readable pointer, or the version is active"},
+}
+
+
+@router.post("/model/shadow", response_model=Envelope[ModelStatus], responses=SHADOW_ERRORS)
+async def shadow_model(body: ShadowRequest, services: ServicesDep) -> Envelope[ModelStatus]:
+    """Make every replica score live requests with a published version too, without
+    serving it (validated here first, as any model); `{"version": null}` stops it."""
+    models = services.models
+    try:
+        if body.version is not None:
+            await asyncio.to_thread(models.registry.find, body.version)
+    except RegistryError as exc:
+        raise ApiError(404, f"Cannot shadow: {exc}") from None
+    try:
+        await models.set_shadow(body.version)
+    except ModelFileError as exc:
+        raise ApiError(422, f"Model rejected: {exc}") from None
+    except RegistryError as exc:
+        raise ApiError(409, f"Cannot shadow: {exc}") from None
+    except ObjectStoreError as exc:
+        raise ApiError(503, f"The model store is unavailable: {exc}") from None
+    message = (
+        f"Model {body.version} is scored beside the active model."
+        if body.version is not None
+        else "No shadow model."
+    )
+    return Envelope(message=message, data=await _status(services))

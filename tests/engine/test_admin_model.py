@@ -241,7 +241,12 @@ def test_upload_serves_records_and_rolls_back(
     assert recorded_version(service, client) == "test-upload-1"
     pointer = status(client)["pointer"]
     assert pointer["active"]["version"] == "test-upload-1"
-    assert pointer["history"][0]["version"] == "test-upload-2"
+    # The history is popped, not pushed: another rollback goes one further back.
+    assert pointer["history"][0]["version"] == before
+    response = client.post("/admin/model/rollback", headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["message"] == f"Rolled back to model {before}."
+    assert info(client)["version"] == before
 
 
 # ---- rejections ----
