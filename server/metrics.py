@@ -147,32 +147,32 @@ MODEL_REFUSED = Counter(
 SHADOW_ROWS = Counter(
     "hollang_shadow_rows",
     "Live inputs the shadow model scored, by shadow version and active version.",
-    ["version", "active"],
+    ["shadow", "active"],
 )
 SHADOW_TOP1 = Counter(
     "hollang_shadow_top1_agreements",
     "Of those, inputs whose best hobby is the active model's best.",
-    ["version", "active"],
+    ["shadow", "active"],
 )
 SHADOW_TOP3 = Counter(
     "hollang_shadow_top3_agreements",
     "Of those, inputs given the active model's three hobbies (in any order).",
-    ["version", "active"],
+    ["shadow", "active"],
 )
 SHADOW_FAILED = Counter(
     "hollang_shadow_failed_rows",
     "Live inputs the shadow model failed on (raised, non-finite or misshapen outputs).",
-    ["version", "active"],
+    ["shadow", "active"],
 )
 SHADOW_SKIPPED = Counter(
     "hollang_shadow_skipped_rows",
     "Live inputs not scored because the shadow was still busy with an earlier batch.",
-    ["version"],
+    ["shadow"],
 )
 SHADOW_INFERENCE = Histogram(
     "hollang_shadow_inference_seconds",
     "Time of one shadow model run, by shadow version.",
-    ["version"],
+    ["shadow"],
     buckets=INFERENCE_BUCKETS,
 )
 POOL_CHECKED_OUT = Gauge(
@@ -412,12 +412,11 @@ def _source() -> Collector:
     return registry
 
 
-VERSION_LABELS = ("version", "active")
-_MARKERS = frozenset({"hollang_model_active", "hollang_model_shadow"})
-
-
 class HeldVersionsOnly(Collector):
-    """`source` without the series of model versions no live worker holds (see above)."""
+    """`source` without the series of model versions no live worker holds (see above).
+
+    A sample's `version` must be held as active model or shadow, its `active` as active
+    model, its `shadow` as shadow: so a promoted candidate's shadow series go too."""
 
     def __init__(self, source: Collector) -> None:
         self._source = source
@@ -427,22 +426,26 @@ class HeldVersionsOnly(Collector):
 
 
 def held_versions_only(families: list[Metric]) -> Iterator[Metric]:
-    held = {
-        sample.labels["version"]
-        for family in families
-        if family.name in _MARKERS
-        for sample in family.samples
-        if sample.value > 0
-    }
+    held: dict[str, set[str]] = {"active": set(), "shadow": set()}
+    for family in families:
+        role = _MARKERS.get(family.name)
+        if role is not None:
+            held[role].update(s.labels["version"] for s in family.samples if s.value > 0)
+    allowed = {"version": held["active"] | held["shadow"], **held}
     for family in families:
         kept = [
             sample
             for sample in family.samples
-            if all(sample.labels[name] in held for name in VERSION_LABELS if name in sample.labels)
+            if all(
+                value in allowed[name] for name, value in sample.labels.items() if name in allowed
+            )
         ]
         if len(kept) != len(family.samples):
             family.samples = kept
         yield family
+
+
+_MARKERS = {"hollang_model_active": "active", "hollang_model_shadow": "shadow"}
 
 
 def render() -> tuple[bytes, str]:
@@ -459,7 +462,7 @@ def shadow_summary(shadow: str, active: str) -> dict[str, Any]:
     for family in _source().collect():
         for sample in family.samples:
             labels = sample.labels
-            if labels.get("version") != shadow or labels.get("active", active) != active:
+            if labels.get("shadow") != shadow or labels.get("active", active) != active:
                 continue
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
     rows = int(totals.get("hollang_shadow_rows_total", 0))

@@ -115,11 +115,11 @@ def test_a_shadow_scores_live_requests_without_being_served(
     assert live["failedRows"] == 0 and live["skippedRows"] == 0
 
     after = scrape(client)
-    labels = {"version": candidate_version, "active": active}
+    labels = {"shadow": candidate_version, "active": active}
     assert delta(after, before, key("hollang_shadow_rows_total", **labels)) == len(INPUTS)
     assert delta(after, before, key("hollang_shadow_top1_agreements_total", **labels)) == top1
     assert delta(after, before, key("hollang_shadow_top3_agreements_total", **labels)) == top3
-    runs = key("hollang_shadow_inference_seconds_count", version=candidate_version)
+    runs = key("hollang_shadow_inference_seconds_count", shadow=candidate_version)
     assert delta(after, before, runs) == len(INPUTS)
     assert after[key("hollang_model_shadow", version=candidate_version)] == 1
     # The active model's own count moved by the requests only: the shadow is not counted.
