@@ -11,7 +11,9 @@ rounds, because CPU time is far steadier than latency on a shared machine. `--pr
 KIND` also prints cProfile's top functions for that kind (event-loop thread only).
 
 It also reports every pause of the cyclic garbage collector during the run;
-`--no-gc-freeze` undoes the start-up heap freeze (server/heap.py) to compare.
+`--no-gc-freeze` undoes the start-up heap freeze (server/heap.py) to compare. `--shadow`
+names a copy of the active model (another version, the same weights, so the same cost) as
+the shadow before measuring, to show what shadow scoring costs each request.
 
 Kinds: live (GET /health/live), tests (GET /tests), predict (POST /predict), post
 (POST /test-responses), recommendation (GET /recommendations/{id}).
@@ -117,6 +119,7 @@ async def measure(
     freeze: bool = True,
     profile_sort: str = "cumulative",
     profile_lines: int = 40,
+    shadow: bool = False,
 ) -> dict[str, float]:
     settings = Settings(database_url=database_url, data_dir=data_dir)
     prepare_database(settings)
@@ -132,6 +135,8 @@ async def measure(
     }
     async with app.router.lifespan_context(app) as state:
         state = dict(state or {})
+        if shadow:
+            await set_shadow(app.state.services)
         if not freeze:  # the lifespan froze the start-up heap (server/heap.py): undo it
             gc.unfreeze()
             gc.set_threshold(700, 10, 10)
@@ -159,6 +164,14 @@ async def measure(
             pstats.Stats(profiler, stream=out).sort_stats(profile_sort).print_stats(profile_lines)
             print(out.getvalue())
         gc.callbacks.remove(pauses)
+        if shadow:
+            stats = app.state.services.engine.shadow.stats
+            print(
+                f"shadow: {stats.rows} rows scored in {stats.runs} runs, "
+                f"{stats.failed_rows} failed, {stats.skipped_rows} skipped",
+                file=sys.__stdout__,
+                flush=True,
+            )
     print(
         f"garbage collector ({'frozen start-up heap' if freeze else 'defaults'}): "
         f"{pauses.report()}",
@@ -166,6 +179,22 @@ async def measure(
         flush=True,
     )
     return {kind: statistics.median(values) for kind, values in results.items()}
+
+
+async def set_shadow(services: Any) -> None:
+    """Publish the active model again as version `bench-shadow` and score it beside."""
+    import onnx
+    from onnx import helper
+
+    from model.modelfile import ModelFile, ModelMetadata
+
+    active = services.engine.model.file
+    graph = onnx.load_from_string(active.data)
+    del graph.metadata_props[:]
+    helper.set_model_props(graph, ModelMetadata("bench-shadow", active.metadata.labels).to_props())
+    services.models.registry.publish(ModelFile.from_bytes(graph.SerializeToString()))
+    await services.models.set_shadow("bench-shadow")
+    assert services.engine.shadow is not None
 
 
 def main() -> int:
@@ -180,6 +209,7 @@ def main() -> int:
         action="store_true",
         help="undo the start-up heap freeze, to measure what it buys (pauses are reported)",
     )
+    parser.add_argument("--shadow", action="store_true", help="score a shadow model too")
     parser.add_argument(
         "--mysql-url",
         default=os.environ.get("HOLLANG_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
@@ -206,10 +236,13 @@ def main() -> int:
                         not args.no_gc_freeze,
                         args.sort,
                         args.lines,
+                        args.shadow,
                     )
                 )
             finally:
                 os.dup2(saved, 2)
+    if args.shadow:
+        print("with a shadow model scoring every request")
     print("| request | CPU µs per request (median of 5 rounds) |")
     print("|---|---:|")
     for kind in KINDS:

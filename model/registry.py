@@ -39,6 +39,10 @@ class RegistryError(RuntimeError):
     """A registry operation that cannot be done (unknown version, nothing to roll back to)."""
 
 
+class UnknownVersion(RegistryError):
+    """No published model has that version (the admin API answers 404)."""
+
+
 class CorruptPointer(RegistryError):
     """The pointer object exists but cannot be parsed. Carries the etag of the bytes that
     were read, so an activation can replace exactly them (and no newer repair)."""
@@ -115,7 +119,7 @@ class ModelRegistry:
         try:
             data = json.loads(self.store.get(_version_key(version)).data)
         except ObjectNotFound:
-            raise RegistryError(f"no published model has version {version!r}") from None
+            raise UnknownVersion(f"no published model has version {version!r}") from None
         return RegistryEntry(version=data["version"], sha256=data["sha256"], key=data["key"])
 
     def versions(self) -> list[RegistryEntry]:

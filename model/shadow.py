@@ -17,6 +17,7 @@ candidate cannot build a backlog or take memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -108,7 +109,8 @@ class ShadowScorer:
 
         def done(finished: Future[np.ndarray]) -> None:
             seconds = time.perf_counter() - started
-            loop.call_soon_threadsafe(self._finish, active, outputs, finished, seconds)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: drop it
+                loop.call_soon_threadsafe(self._finish, active, outputs, finished, seconds)
 
         future.add_done_callback(done)
 

@@ -7,7 +7,6 @@ None of them answers 5xx for an unreadable pointer: status shows it (`pointer: n
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.engine import LoadedModel
 from model.modelfile import ModelFileError
-from model.registry import RegistryError
+from model.registry import RegistryError, UnknownVersion
 from server import metrics
 from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
@@ -215,14 +214,10 @@ SHADOW_ERRORS = {
 async def shadow_model(body: ShadowRequest, services: ServicesDep) -> Envelope[ModelStatus]:
     """Make every replica score live requests with a published version too, without
     serving it (validated here first, as any model); `{"version": null}` stops it."""
-    models = services.models
     try:
-        if body.version is not None:
-            await asyncio.to_thread(models.registry.find, body.version)
-    except RegistryError as exc:
+        await services.models.set_shadow(body.version)
+    except UnknownVersion as exc:
         raise ApiError(404, f"Cannot shadow: {exc}") from None
-    try:
-        await models.set_shadow(body.version)
     except ModelFileError as exc:
         raise ApiError(422, f"Model rejected: {exc}") from None
     except RegistryError as exc:
