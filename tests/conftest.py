@@ -1,4 +1,6 @@
-"""Fixtures: every database-backed fixture runs on SQLite and on MariaDB (see helpers)."""
+"""Fixtures: every database-backed fixture runs on SQLite and on MariaDB (see helpers), and
+every object-store fixture on a local folder and on a bucket of a moto S3 server that is
+started once per session (see s3support)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from tests.helpers import (
     BACKENDS,
     RunningService,
+    free_port,
     fresh_database_url,
     make_settings,
     start_service,
 )
+from tests.s3support import AWS_ENV, STORES, StoreUnderTest, s3_store
 
 
 @pytest.fixture(params=BACKENDS)
@@ -32,3 +37,53 @@ def service(
             tmp, url, admin_token="test-admin-token", cors_origins=["https://hollang.example"]
         )
         yield from start_service(settings)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_credentials() -> Iterator[None]:
+    """Fake credentials for boto3 in this process (subprocesses get them via `env`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(params=STORES)
+def objects(request: pytest.FixtureRequest, tmp_path: Path) -> StoreUnderTest:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if request.param == "local":
+        return StoreUnderTest("local", data_dir)
+    return s3_store(data_dir, request.getfixturevalue("moto_endpoint"))
+
+
+# The slow end-to-end cases (real server processes, 100k rows) run twice, not four times:
+# each store once and each database once, S3 paired with MariaDB as in production.
+PAIRS = [
+    pytest.param(("local", "sqlite"), id="local-sqlite"),
+    pytest.param(("s3", "mysql"), id="s3-mysql", marks=pytest.mark.mysql),
+]
+
+
+@pytest.fixture(params=PAIRS)
+def store_and_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[StoreUnderTest, str]]:
+    kind, backend = request.param
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if kind == "local":
+        objects = StoreUnderTest("local", data_dir)
+    else:
+        objects = s3_store(data_dir, request.getfixturevalue("moto_endpoint"))
+    for url in fresh_database_url(backend, tmp_path):
+        yield objects, url

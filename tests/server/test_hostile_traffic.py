@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks.hostile import live_under_load
+from harness.traffic import live_under_load
 from tests.helpers import serve_process
 
 TIMEOUT = 1.0  # HOLLANG_HEADER_TIMEOUT and HOLLANG_BODY_TIMEOUT of the short server

@@ -1,6 +1,6 @@
 """Load with exact accounting: many clients against `hollang serve --workers 2`, then an audit.
 
-    python benchmarks/load.py [--duration 60] [--clients 16] [--database-url URL] [--json F]
+    python -m harness.load [--duration 60] [--clients 16] [--database-url URL] [--json F]
 
 Starts `hollang serve --workers 2` (a separate process) on a fresh database: by default a
 new MariaDB database `<base>_load_<hex>` on `--mysql-url`'s server, dropped afterwards;
@@ -48,12 +48,6 @@ import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from benchmarks.scratch import (  # noqa: E402
-    free_port,
-    scratch_mysql_database,
-    stop_process,
-    wait_until_ready,
-)
 from db.models import (  # noqa: E402
     TEST_RESPONSES,
     Hobby,
@@ -66,6 +60,12 @@ from db.models import (  # noqa: E402
     User,
 )
 from db.models import Counter as TotalCounter  # noqa: E402
+from harness.scratch import (  # noqa: E402
+    free_port,
+    scratch_mysql_database,
+    stop_process,
+    wait_until_ready,
+)
 
 NAMES = ("홀랑", "취미", "load", "민수", "Ann", "지영", "테스트", "bob")
 RETRYABLE = frozenset({502, 503, 504})

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from benchmarks.load import hollang_serve
 from db.models import Hobby, IdempotencyKey
 from db.session import Database
+from harness.load import hollang_serve
 from tests.helpers import answers_for, free_port, submission
 
 SUBMISSIONS = 16

@@ -1,4 +1,4 @@
-"""A short run of the load script (`benchmarks/load.py`): `hollang serve --workers 2` under
+"""A short run of the load script (`harness/load.py`): `hollang serve --workers 2` under
 closed-loop load answers no 5xx, exits 0 on SIGTERM, and the database matches exactly what
 the clients were told. The 60 s run on MariaDB is recorded in the README."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from benchmarks.load import Tally, audit
+from harness.load import Tally, audit
 from tests.helpers import ROOT
 
 
@@ -20,7 +20,7 @@ def test_short_load_run_has_exact_accounting(database_url: str, tmp_path: Path) 
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "load.py"),
+            str(ROOT / "harness" / "load.py"),
             "--duration",
             "3",
             "--clients",

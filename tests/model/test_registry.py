@@ -20,7 +20,7 @@ from cli.main import main
 from model.modelfile import ModelFileError
 from model.registry import ModelRegistry
 from storage.objectstore import PreconditionFailed
-from tests.storage.s3support import LABELS, StoreUnderTest, model_bytes
+from tests.s3support import LABELS, StoreUnderTest, model_bytes
 
 NOT_A_HOBBY = "달 표면에서 스카이다이빙하기"
 

@@ -41,7 +41,7 @@ from tests.helpers import (
     start_service,
     submission,
 )
-from tests.storage.s3support import StoreUnderTest, s3_store
+from tests.s3support import StoreUnderTest, s3_store
 
 ROWS = 100_000
 SMALL = 1_000

@@ -26,7 +26,7 @@ from tests.helpers import (
     start_service,
     submission,
 )
-from tests.observability.scrape import (
+from tests.server.scrape import (
     Key,
     Samples,
     delta,

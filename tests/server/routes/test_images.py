@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from tests.helpers import RunningService, make_settings, start_service, submission
-from tests.storage.s3support import StoreUnderTest
+from tests.s3support import StoreUnderTest
 
 TOKEN = "images-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

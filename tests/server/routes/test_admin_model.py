@@ -31,7 +31,7 @@ from tests.helpers import (
     submission,
 )
 
-BUNDLED = Path(__file__).resolve().parents[2] / "model" / "bundled" / "default.onnx"
+BUNDLED = Path(__file__).resolve().parents[3] / "model" / "bundled" / "default.onnx"
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RAW = {**AUTH, "Content-Type": "application/octet-stream"}

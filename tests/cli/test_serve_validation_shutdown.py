@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.scratch import free_port, wait_until_ready
+from harness.scratch import free_port, wait_until_ready
 from tests.model import hostile
 
 GRACEFUL = 30.0  # `hollang serve`'s timeout_graceful_shutdown

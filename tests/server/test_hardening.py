@@ -2,8 +2,9 @@
 names, a broken database; and the security headers on every kind of response.
 
 Covered elsewhere, not repeated here: admin bearer token (401 without or with a wrong
-token, routes absent without a configured token: tests/engine/test_admin_model.py), CORS
-for unlisted origins and `size`/`page` bounds (tests/api/test_compat.py, test_validation.py).
+token, routes absent without a configured token: tests/server/routes/test_admin_model.py),
+CORS for unlisted origins and `size`/`page` bounds (tests/server/routes/test_compat.py,
+test_validation.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from db.models import User
+from tests.db.breakage import drop_tables
 from tests.helpers import (
     TOKEN_HEADER,
     RunningService,
@@ -28,7 +30,6 @@ from tests.helpers import (
     stored_counts,
     submission,
 )
-from tests.security.breakage import drop_tables
 
 ORIGIN = "https://hollang.example"  # the conftest service's configured CORS origin
 CAP = 64 * 1024  # HOLLANG_MAX_BODY_BYTES default

@@ -25,8 +25,6 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from benchmarks.load import Tally, audit, run_load
-from benchmarks.scratch import free_port, stop_process, wait_until_ready
 from cli.context import prepare_database
 from db.catalog import read_catalog
 from db.idempotency import KeyReused, StoredResponse
@@ -34,6 +32,8 @@ from db.models import IdempotencyKey, Recommendation, RecommendationHobby, TestR
 from db.recommendations import Recorded, Submission, accepts_scripts, count_test_responses
 from db.session import Database
 from db.write_batcher import PendingWrite, SubmissionWriter
+from harness.load import Tally, audit, run_load
+from harness.scratch import free_port, stop_process, wait_until_ready
 from model.batcher import BatchSettings
 from server.settings import Settings
 from tests.helpers import RunningService, stored_counts, submission

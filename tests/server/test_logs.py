@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
+from tests.db.breakage import drop_tables
 from tests.helpers import serve_process, submission
-from tests.security.breakage import drop_tables
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.load import Tally, audit, hollang_serve, run_load
+from harness.load import Tally, audit, hollang_serve, run_load
+from tests.db import private_mariadb
+from tests.db.private_mariadb import PrivateMariaDB
 from tests.helpers import MYSQL_URL, REQUIRE_MYSQL, submission
-from tests.reliability import private_mariadb
-from tests.reliability.private_mariadb import PrivateMariaDB
 
 pytestmark = pytest.mark.mysql
 

@@ -23,7 +23,7 @@ from storage.factory import object_store
 from storage.objectstore import ObjectStore
 from tests.helpers import free_port, make_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "model" / "bundled" / "default.onnx"
 LABELS: tuple[str, ...] = ModelFile.read(BUNDLED).metadata.labels
 AWS_ENV = {

@@ -22,7 +22,7 @@ from cli.main import main
 from model.modelfile import ModelFile
 from model.registry import POINTER_KEY, CorruptPointer, ModelRegistry
 from tests.helpers import RunningService, start_service, submission
-from tests.storage.s3support import (
+from tests.s3support import (
     BUNDLED,
     MotoProcess,
     StoreUnderTest,
