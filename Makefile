@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint lock install install-dev clean bench bench-quick wrk
+.PHONY: run test lint docs lock install install-dev clean bench bench-quick wrk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## The documentation site (mkdocs-material, docs/ + mkdocs.yml) into ./site; --strict turns
+## a broken link or a page missing from the nav into a failure. `.ci/run` calls it.
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 ## End-to-end benchmarks against MariaDB on 127.0.0.1:3306 (root; README, Benchmarks).
 ## They need wrk: installed here with apt-get when missing and we are root.
 bench: $(VENV)/.installed-bench wrk
@@ -88,4 +93,4 @@ wrk:
 		{ echo "the benchmarks need wrk: apt-get install -y wrk" >&2; exit 1; }
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var site .pytest_cache .ruff_cache
