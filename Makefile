@@ -65,7 +65,7 @@ install-dev: $(VENV)/.installed-dev
 run: $(VENV)/.installed
 	$(BIN)/hollang serve --host $(HOST) --port $(PORT)
 
-## The whole suite. MariaDB cases run when HOLLANG_TEST_MYSQL_URL is set (see README).
+## The whole suite. MariaDB cases run when HOLLANG_TEST_MYSQL_URL is set (docs/development.md).
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -79,7 +79,7 @@ lint: $(VENV)/.installed-dev
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-## End-to-end benchmarks against MariaDB on 127.0.0.1:3306 (root; README, Benchmarks).
+## End-to-end benchmarks against MariaDB on 127.0.0.1:3306 (root; docs/benchmarks.md).
 ## They need wrk: installed here with apt-get when missing and we are root.
 bench: $(VENV)/.installed-bench wrk
 	$(BIN)/python benchmarks/e2e.py

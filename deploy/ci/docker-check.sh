@@ -123,7 +123,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   rm -rf "$rootfs"
 fi
 
-# 4. The compose stack resolves (with .env made from .env.example, as the README says).
+# 4. The compose stack resolves (with .env made from .env.example, as docs/deployment.md says).
 mkdir -p "$WORK/compose/deploy"
 cp docker-compose.yml "$WORK/compose/" && cp .env.example "$WORK/compose/.env"
 cp -R deploy/compose "$WORK/compose/deploy/"
