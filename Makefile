@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install install-dev clean bench bench-quick wrk docs-assets
+.PHONY: run test lint install install-dev clean bench bench-quick wrk docs-assets catalog-images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq wrk; } || \
 		{ echo "the benchmarks need wrk: apt-get install -y wrk" >&2; exit 1; }
+
+## Draw the bundled catalogue's placeholder images again (db/catalog/images/, committed);
+## `$(BIN)/python tools/catalog_images.py --check` says whether they are current.
+catalog-images: $(VENV)/.installed-dev
+	$(BIN)/python tools/catalog_images.py
 
 ## Copy Swagger UI and ReDoc for /docs and /redoc again, byte for byte, from the PyPI wheel
 ## that republishes their npm builds (server/static/SOURCES.md); review the diff, then commit.
