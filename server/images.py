@@ -22,6 +22,7 @@ decoder is needed to refuse a renamed or non-image file.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,7 +142,9 @@ def bundled_image(key: str) -> Path | None:
     return path if path.is_file() else None
 
 
+@functools.cache
 def bundled_keys() -> frozenset[str]:
+    """Read once: the package's files do not change while it runs."""
     return frozenset(
         f"{PREFIX}/{path.relative_to(BUNDLED_DIR).as_posix()}"
         for path in BUNDLED_DIR.rglob("*")
