@@ -11,8 +11,8 @@ on the machine.
 Drawn here and committed, not at install or start-up: Pillow is a dev dependency only, so
 the service and its image never need it. The output is the same bytes for the same Pillow
 release (no timestamps or random state); `--check` says whether the committed files are
-what this draws, and tests/storage/test_images.py checks that a fresh install serves one
-for every URL.
+what this draws, and tests/server/routes/test_images.py checks that a fresh install serves
+one for every URL.
 """
 
 from __future__ import annotations
