@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint docs lock install install-dev clean bench bench-quick wrk
+.PHONY: run test lint docs lock install install-dev clean bench bench-quick wrk docs-assets catalog-images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,26 @@ wrk:
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq wrk; } || \
 		{ echo "the benchmarks need wrk: apt-get install -y wrk" >&2; exit 1; }
+
+## Draw the bundled catalogue's placeholder images again (db/catalog/images/, committed);
+## `$(BIN)/python tools/catalog_images.py --check` says whether they are current.
+catalog-images: $(VENV)/.installed-dev
+	$(BIN)/python tools/catalog_images.py
+
+## Copy Swagger UI and ReDoc for /docs and /redoc again, byte for byte, from the PyPI wheel
+## that republishes their npm builds (server/static/SOURCES.md); review the diff, then commit.
+DOCS_SIDECAR ?= 2026.10.1
+SIDECAR_DIR := $(VENV)/docs-assets/drf_spectacular_sidecar/static/drf_spectacular_sidecar
+docs-assets: | $(BIN)/python
+	rm -rf $(VENV)/docs-assets
+	$(BIN)/pip download --quiet --no-deps --dest $(VENV)/docs-assets \
+		drf-spectacular-sidecar==$(DOCS_SIDECAR)
+	$(BIN)/python -m zipfile -e $(VENV)/docs-assets/*.whl $(VENV)/docs-assets
+	cd $(SIDECAR_DIR)/swagger-ui-dist && \
+		cp swagger-ui-bundle.js swagger-ui.css oauth2-redirect.js LICENSE $(CURDIR)/server/static/swagger-ui/
+	cd $(SIDECAR_DIR)/redoc && cp LICENSE bundles/redoc.standalone.js \
+		bundles/redoc.standalone.js.LICENSE.txt $(CURDIR)/server/static/redoc/
+	rm -rf $(VENV)/docs-assets
 
 clean:
 	rm -rf $(VENV) var site .pytest_cache .ruff_cache

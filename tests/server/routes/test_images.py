@@ -1,10 +1,13 @@
 """Images: `hollang images upload`, the admin upload, and serving through the service, on a
-local folder (streamed) and on S3 (a redirect to a presigned URL)."""
+local folder (streamed) and on S3 (a redirect to a presigned URL); the bundled catalogue's
+placeholders on a fresh install, and readiness naming the images a catalogue lacks."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from db.catalog import DEFAULT_CATALOG, load_catalog
+from server.images import ImageUrls, sniff
 from tests.helpers import RunningService, make_settings, start_service, submission
 from tests.s3support import StoreUnderTest
 
@@ -42,8 +47,12 @@ def png(red: int) -> bytes:
 
 @pytest.fixture
 def service(objects: StoreUnderTest, tmp_path: Path) -> Iterator[RunningService]:
+    """Without the bundled placeholders: these tests are about what the store holds."""
     settings = objects.settings(
-        f"sqlite:///{tmp_path / 'hollang.db'}", admin_token=TOKEN, max_image_bytes=4096
+        f"sqlite:///{tmp_path / 'hollang.db'}",
+        admin_token=TOKEN,
+        max_image_bytes=4096,
+        bundled_images=False,
     )
     yield from start_service(settings)
 
@@ -183,3 +192,116 @@ def test_image_urls_point_at_the_cdn_when_one_is_set(tmp_path: Path) -> None:
             for hobby in recommendation["hobbies"]:
                 assert hobby["imageUrl"].startswith(f"{cdn}/images/hobby/")
                 assert hobby["imageUrl"].endswith(".png")
+
+
+def handed_out_image_urls(client: httpx.Client) -> set[str]:
+    """Every image URL in the test, hobby list and recommendation responses: one
+    recommendation per MBTI type (scores 0 or 3 on each of the four axes)."""
+    urls = set()
+    test = client.get("/tests").json()["data"]["test"]
+    urls |= {q["imageUrl"] for q in test["questions"]}
+    hobbies = client.get("/hobbies", params={"size": 100}).json()["data"]["hobbies"]
+    urls |= {h["imageUrl"] for h in hobbies}
+    for scores in itertools.product((0, 3), repeat=4):
+        taken = client.post("/test-responses", json=submission(scores=scores))  # type: ignore[arg-type]
+        assert taken.status_code == 200, taken.text
+        recommendation_id = taken.json()["data"]["recommendation"]["id"]
+        for path in (
+            f"/recommendations/{recommendation_id}",
+            f"/recommendations/{recommendation_id}/shares",
+        ):
+            shown = client.get(path).json()["data"]["recommendation"]
+            kinds = [shown["hobbyType"], *shown.get("fitHobbyTypes", [])]
+            for kind in kinds:
+                urls |= {kind["imageUrl"], kind["threeDimensionImageUrl"]}
+            urls |= {h["imageUrl"] for h in shown["hobbies"]}
+    return urls
+
+
+def catalogue_image_urls() -> set[str]:
+    """Every URL the bundled catalogue can hand out, straight from its file."""
+    document = json.loads(DEFAULT_CATALOG.read_text())
+    images = ImageUrls.from_setting(None)
+    urls = {images.hobby(h["imageKey"]) for h in document["hobbies"]}
+    for entry in document["hobbyTypes"]:
+        urls |= {
+            images.hobby_type(entry["mbtiType"]),
+            images.hobby_type_animated(entry["mbtiType"]),
+        }
+    urls |= {images.question(q["number"]) for q in document["test"]["questions"]}
+    return urls
+
+
+def test_a_fresh_install_serves_an_image_for_every_url_it_hands_out(tmp_path: Path) -> None:
+    """The embedded default (SQLite, local folder, nothing uploaded): no image URL of any
+    response is a 404, each answers with real image bytes of the type its name says."""
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'hollang.db'}")
+    for service in start_service(settings):
+        with service.client() as client:
+            handed_out = handed_out_image_urls(client)
+            every = catalogue_image_urls()
+            assert handed_out <= every
+            kinds = {url.split("/")[2] for url in handed_out}
+            assert kinds == {"hobby", "hobby_type", "question"}
+            assert any(url.endswith(".gif") for url in handed_out)
+            expected = {".png": "image/png", ".gif": "image/gif", ".JPG": "image/jpeg"}
+            for url in sorted(every):
+                response = client.get(url)
+                assert response.status_code == 200, url
+                content_type = expected[Path(url).suffix]
+                assert response.headers["content-type"] == content_type, url
+                assert sniff(response.content) == content_type, url
+                assert response.headers["cache-control"] == "public, max-age=86400"
+            ready = client.get("/health/ready").json()["data"]
+            assert ready["checks"]["images"] == "ok"
+            assert ready["status"] == "UP"
+            assert list(service.app_services.objects.list("images/")) == []  # nothing copied
+
+
+def test_readiness_names_the_images_a_loaded_catalogue_lacks(
+    objects: StoreUnderTest, tmp_path: Path
+) -> None:
+    """A catalogue with a hobby the package has no picture for, loaded into a running
+    service: readiness names exactly that image (and stays ready), its URL is a 404, and
+    an upload clears it. An upload also takes precedence over a placeholder. On the local
+    folder and on S3 (where a placeholder is answered directly, not redirected to)."""
+    settings = objects.settings(f"sqlite:///{tmp_path / 'hollang.db'}", admin_token=TOKEN)
+    for service in start_service(settings):
+        document = json.loads(DEFAULT_CATALOG.read_text())
+        extra = {
+            **document["hobbies"][0],
+            "originalName": "스카이다이빙 입문",
+            "imageKey": "sky-diving",
+        }
+        document["hobbies"].append(extra)
+        with service.db.write() as session:
+            load_catalog(session, json.dumps(document).encode(), "with a new hobby")
+        with service.client() as client:
+            checks = wait_for_images_check(client, lambda value: value != "ok")
+            assert checks["images"] == "missing 1: hobby/sky-diving.png"
+            assert client.get("/health/ready").status_code == 200
+            assert client.get("/images/hobby/sky-diving.png").status_code == 404
+            placeholder = client.get("/images/hobby/running-crew.png", follow_redirects=False)
+            assert placeholder.status_code == 200  # from the package, whatever the store
+            assert placeholder.headers["content-type"] == "image/png"
+            uploaded = client.put(
+                "/admin/images/hobby/sky-diving.png", content=png(9), headers=AUTH
+            )
+            assert uploaded.status_code == 200, uploaded.text
+            assert wait_for_images_check(client, lambda value: value == "ok")["images"] == "ok"
+            expect_image(client, "/images/hobby/sky-diving.png", png(9), "image/png")
+            # An uploaded image replaces the placeholder under the same key.
+            assert placeholder.content != png(10)
+            client.put("/admin/images/hobby/running-crew.png", content=png(10), headers=AUTH)
+            expect_image(client, "/images/hobby/running-crew.png", png(10), "image/png")
+
+
+def wait_for_images_check(client: httpx.Client, done: object) -> dict[str, str]:
+    """The readiness checks once `done(checks["images"])`: the catalogue is polled and the
+    check runs in the background, so the new state shows up within a few polls."""
+    deadline = time.monotonic() + 20
+    while True:
+        checks: dict[str, str] = client.get("/health/ready").json()["data"]["checks"]
+        if done(checks["images"]) or time.monotonic() > deadline:  # type: ignore[operator]
+            return checks
+        time.sleep(0.1)
