@@ -222,6 +222,7 @@ def mysql_app_user(tmp_path: Path) -> Iterator[tuple[str, Callable[[str], None],
             admin.close()
 
 
+@pytest.mark.mysql
 def test_mysql_refusing_writes_makes_it_unready_until_it_takes_them(
     tmp_path: Path, mysql_app_user: tuple[str, Callable[[str], None], list[str]]
 ) -> None:
