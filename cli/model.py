@@ -19,7 +19,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -92,6 +92,11 @@ def import_torch_command(
 
 @model_cli.command("train")
 @click.option(
+    "--base",
+    help="Refine this model with the feedback: 'active' (the registry's active model) or a "
+    "model file. Without it, train from the affinity table (--table).",
+)
+@click.option(
     "--table",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Affinity table JSON. Default: the packaged model/training/default.json.",
@@ -101,23 +106,54 @@ def import_torch_command(
     "exports",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Gzipped JSON Lines data export whose ratings refine the table (repeatable).",
+    help="Gzipped JSON Lines data export whose ratings refine the model (repeatable).",
 )
-@click.option("--model-version", default=None, help="Default: hollang-default-1.")
+@click.option(
+    "--strength",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="With --base: how far ratings move a hobby, in units of the base's logit range at "
+    "that input (model/refine.py). Default: 1.",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="With --base: share of responses held out (by a hash of testResponseId) for the "
+    "report instead of trained on. Default: 0.2.",
+)
+@click.option(
+    "--model-version",
+    default=None,
+    help="Default: hollang-default-1, or with "
+    "--base: <base version>-fb-<8 hex of the base, the ratings and the recipe>.",
+)
 @click.option("--seed", type=int, default=None, help="Random seed for the initial weights.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Adam steps.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def train_command(
+    base: str | None,
     table: Path | None,
     exports: tuple[Path, ...],
+    strength: float | None,
+    holdout: float | None,
     model_version: str | None,
     seed: int | None,
     epochs: int | None,
     output: Path,
 ) -> None:
-    """Train Hollang's own model with numpy (recipe: model/train.py) and write it."""
+    """Train a model and write it: refine a served model with the feedback in the exports
+    (--base; recipe: model/refine.py), or Hollang's own default model from an affinity table
+    (recipe: model/train.py)."""
     from model import train as training
 
+    if base is not None:
+        if table is not None:
+            raise click.UsageError("--base and --table are alternatives; give one")
+        _refine(base, exports, strength, holdout, model_version, seed, epochs, output)
+        return
+    if strength is not None or holdout is not None:
+        raise click.UsageError("--strength and --holdout apply to --base training only")
     try:
         data, report = training.train(
             table or training.DEFAULT_TABLE,
@@ -128,9 +164,71 @@ def train_command(
         )
     except (training.TrainingDataError, ModelFileError) as exc:
         raise click.ClickException(str(exc)) from None
+    if exports and report.ratings_used == 0 and report.unknown_keys:
+        raise click.ClickException(
+            f"no rating in the exports names a hobby of the table ({len(report.unknown_keys)} "
+            f"unknown, e.g. {', '.join(repr(k) for k in list(report.unknown_keys)[:3])}); "
+            "refine the served model instead: --base active"
+        )
     write_file(output, data)
     click.echo(f"wrote {output}")
     click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+
+
+def _refine(
+    base: str,
+    exports: tuple[Path, ...],
+    strength: float | None,
+    holdout: float | None,
+    model_version: str | None,
+    seed: int | None,
+    epochs: int | None,
+    output: Path,
+) -> None:
+    from model import refine
+    from model.feedback import DEFAULT_HOLDOUT, read_feedback
+    from model.train import DEFAULT_SEED, TrainingDataError
+
+    if not exports:
+        raise click.UsageError("--base needs at least one --export with the feedback")
+    with _registry_errors():
+        model_file, logits = _load_model(base)
+        try:
+            feedback = read_feedback(exports, DEFAULT_HOLDOUT if holdout is None else holdout)
+            data, report = refine.refine(
+                model_file,
+                logits,
+                feedback,
+                strength=refine.DEFAULT_STRENGTH if strength is None else strength,
+                model_version=model_version,
+                seed=DEFAULT_SEED if seed is None else seed,
+                epochs=epochs,
+            )
+        except TrainingDataError as exc:
+            raise click.ClickException(str(exc)) from None
+    write_file(output, data)
+    click.echo(f"wrote {output}", err=True)
+    _echo({"output": str(output), **report.describe()})
+
+
+def _load_model(which: str, context: Context | None = None) -> tuple[ModelFile, Any]:
+    """'active' (the registry's active model, validated when it was activated and checked
+    against its sha256 now) or a model file, which runs in the sandbox first; with its
+    logits over every input."""
+    from model.evaluation import model_logits
+    from model.registry import RegistryError
+    from model.sandbox import check_model_file
+
+    if which == "active":
+        registry = (context or Context()).registry
+        pointer = registry.read_pointer()
+        if pointer is None:
+            raise RegistryError("there is no active model in the registry")
+        model_file = registry.fetch(pointer.active)
+    else:
+        model_file = ModelFile.read(which)
+        check_model_file(model_file.data)
+    return model_file, model_logits(model_file)
 
 
 def _catalogue_names(path: Path) -> set[str]:

@@ -325,3 +325,53 @@ def build_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray]], metadata: ModelMe
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def read_mlp(data: bytes) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The layers of a file that is exactly the MLP `build_mlp` writes (Gemm with
+    ``transB=1``, Relu between, the last Gemm giving ``logits``), ``[out, in]`` each; None
+    for any other graph. Lets feedback training start from the served weights themselves
+    (`model.refine`), so what nobody rated stays exactly as it was."""
+    from onnx import numpy_helper
+
+    graph = parse_model(data).graph
+    weights = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
+    layers: list[tuple[np.ndarray, np.ndarray]] = []
+    current = INPUT_NAME
+    nodes = list(graph.node)
+    index = 0
+    while index < len(nodes):
+        gemm = nodes[index]
+        attributes = {a.name: a for a in gemm.attribute}
+        if (
+            gemm.op_type != "Gemm"
+            or gemm.domain not in ("", "ai.onnx")
+            or len(gemm.input) != 3
+            or gemm.input[0] != current
+            or gemm.input[1] not in weights
+            or gemm.input[2] not in weights
+            or attributes.get("transB") is None
+            or attributes["transB"].i != 1
+            or any(name in attributes and attributes[name].i != 0 for name in ("transA",))
+            or any(name in attributes and attributes[name].f != 1.0 for name in ("alpha", "beta"))
+        ):
+            return None
+        weight, bias = weights[gemm.input[1]], weights[gemm.input[2]]
+        if weight.ndim != 2 or bias.ndim != 1 or bias.shape[0] != weight.shape[0]:
+            return None
+        layers.append((weight, bias))
+        current = gemm.output[0]
+        index += 1
+        if current == OUTPUT_NAME:
+            break
+        if (
+            index >= len(nodes)
+            or nodes[index].op_type != "Relu"
+            or nodes[index].input[0] != current
+        ):
+            return None
+        current = nodes[index].output[0]
+        index += 1
+    if current != OUTPUT_NAME or index != len(nodes):
+        return None
+    return layers
