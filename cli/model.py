@@ -28,6 +28,7 @@ from model.modelfile import ModelFile, ModelFileError
 from model.scoring import AXES
 
 if TYPE_CHECKING:
+    from model.evaluation import Evaluation
     from model.registry import ActivePointer, CorruptPointer, RegistryEntry
     from model.sandbox import Validated
 
@@ -231,6 +232,69 @@ def _load_model(which: str, context: Context | None = None) -> tuple[ModelFile, 
     return model_file, model_logits(model_file)
 
 
+@model_cli.command("evaluate")
+@click.argument("candidate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--against",
+    default="active",
+    show_default=True,
+    help="The model to beat: 'active' (the registry's active model) or a model file.",
+)
+@click.option(
+    "--export",
+    "exports",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Gzipped JSON Lines data export with the feedback (repeatable).",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Share of responses held out, as `train --base` split them. Default: 0.2.",
+)
+@click.option(
+    "--require-better",
+    is_flag=True,
+    help="Exit 1 unless the candidate is better on the held-out feedback.",
+)
+def evaluate_command(
+    candidate: Path,
+    against: str,
+    exports: tuple[Path, ...],
+    holdout: float | None,
+    require_better: bool,
+) -> None:
+    """Compare CANDIDATE with another model on held-out feedback (model/evaluation.py)."""
+    with _registry_errors():
+        evaluation = _evaluate(str(candidate), against, exports, holdout)
+    better, reason = evaluation.verdict
+    _echo(evaluation.describe())
+    if require_better and not better:
+        raise click.ClickException(f"the candidate is not better: {reason}")
+
+
+def _evaluate(
+    candidate: str,
+    against: str,
+    exports: tuple[Path, ...],
+    holdout: float | None,
+    context: Context | None = None,
+) -> Evaluation:
+    from model.evaluation import evaluate
+    from model.feedback import DEFAULT_HOLDOUT, read_feedback
+    from model.train import TrainingDataError
+
+    ours = _load_model(candidate, context)
+    theirs = _load_model(against, context)
+    try:
+        feedback = read_feedback(exports, DEFAULT_HOLDOUT if holdout is None else holdout)
+        return evaluate(ours, theirs, feedback)
+    except TrainingDataError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _catalogue_names(path: Path) -> set[str]:
     try:
         hobbies = json.loads(path.read_text(encoding="utf-8"))["hobbies"]
@@ -339,19 +403,39 @@ EXPECT_HELP = "Refuse unless this version is the active one now (what you looked
     help="Refuse unless the model gives the active model's top 3 for at least this share "
     "of all inputs (0..1).",
 )
+@click.option(
+    "--require-better",
+    is_flag=True,
+    help="Refuse unless the model beats the active one on the held-out feedback of --export "
+    "(as `hollang model evaluate --require-better`).",
+)
+@click.option(
+    "--export",
+    "exports",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --require-better: the feedback export(s) to judge on (repeatable).",
+)
 def publish_command(
     file: Path,
     and_activate: bool,
     expect: str | None,
     allow_degenerate: bool,
     require_agreement: float | None,
+    require_better: bool,
+    exports: tuple[Path, ...],
 ) -> None:
     """Validate FILE and store it under its content address and version.
 
-    Prints how it compares with the active model over all 256 inputs (`quality`)."""
+    Prints how it compares with the active model over all 256 inputs (`quality`), and with
+    --require-better how it does on held-out feedback (`evaluation`)."""
+    if require_better and not exports:
+        raise click.UsageError("--require-better needs the feedback: --export FILE")
+    if exports and not require_better:
+        raise click.UsageError("--export applies to --require-better only")
     from model import quality
     from model.modelfile import ModelFile, ModelFileError
-    from model.registry import ActivePointer
+    from model.registry import ActivePointer, RegistryError
 
     context = RegistryContext()
     with _registry_errors():
@@ -374,8 +458,20 @@ def publish_command(
         quality.enforce(
             report, allow_degenerate=allow_degenerate, require_agreement=require_agreement
         )
+        evaluation = None
+        if require_better:
+            if active is None:
+                raise RegistryError("--require-better: there is no active model to beat")
+            evaluation = _evaluate(str(file), "active", exports, None, context)
+            better, reason = evaluation.verdict
+            if not better:
+                raise ModelFileError(
+                    f"not better than the active model {active.metadata.model_version}: {reason}"
+                )
         entry = context.registry.publish(model_file)
         payload: dict[str, object] = {"published": entry.describe(), "quality": report.describe()}
+        if evaluation is not None:
+            payload["evaluation"] = evaluation.describe()
         if and_activate:
             moved = context.activate(entry, pointer, expect)
             payload["active"] = moved.active.describe()
