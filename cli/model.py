@@ -63,9 +63,21 @@ def inspect_command(file: Path, catalogue: Path | None) -> None:
 @click.option(
     "--state-dict",
     "state_dict",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PyTorch state_dict (.pt) of an MLP like the original's.",
+    help="PyTorch state_dict (.pt) of an MLP like the original's (Linear layers only).",
+)
+@click.option(
+    "--program",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A torch.export program (.pt2) instead: its graph says the activations, and any "
+    "operation that cannot be reproduced is refused.",
+)
+@click.option(
+    "--activation",
+    type=click.Choice(["relu", "tanh", "sigmoid"]),
+    default=None,
+    help="With --state-dict: the activation between layers (a state dict does not record "
+    "it). Default: relu, the original's.",
 )
 @click.option(
     "--labels",
@@ -76,19 +88,88 @@ def inspect_command(file: Path, catalogue: Path | None) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model-version", help="Default: torch-<12 hex of the .pt file's sha256>.")
 def import_torch_command(
-    state_dict: Path, labels: Path, output: Path, model_version: str | None
+    state_dict: Path | None,
+    program: Path | None,
+    activation: str | None,
+    labels: Path,
+    output: Path,
+    model_version: str | None,
 ) -> None:
-    """Convert an original-style PyTorch state dict into a model file."""
-    from model.convert import TorchNotInstalledError, import_torch_state_dict
+    """Convert a PyTorch MLP into a model file, after checking on all 256 inputs that it
+    gives torch's answers."""
+    from model.convert import (
+        TorchNotInstalledError,
+        import_torch_program,
+        import_torch_state_dict,
+    )
 
+    if (state_dict is None) == (program is None):
+        raise click.UsageError("give exactly one of --state-dict and --program")
+    if program is not None and activation is not None:
+        raise click.UsageError("--activation applies to --state-dict (a program says its own)")
+    source = state_dict or program
     try:
-        data = import_torch_state_dict(state_dict, labels, model_version)
+        if state_dict is not None:
+            data = import_torch_state_dict(state_dict, labels, model_version, activation or "relu")
+        else:
+            assert program is not None
+            data = import_torch_program(program, labels, model_version)
     except TorchNotInstalledError as exc:
         raise click.ClickException(str(exc)) from None
     except ModelFileError as exc:
-        raise click.ClickException(f"cannot import {state_dict}: {exc}") from None
+        raise click.ClickException(f"cannot import {source}: {exc}") from None
     write_file(output, data)
     _echo_written(output, ModelFile.from_bytes(data))
+
+
+@model_cli.command("stamp")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Output column -> hobby originalName: a JSON list, or {"0": name, ...}.',
+)
+@click.option("--version", "model_version", required=True, help="The model version to record.")
+@click.option("--description", default="", help="Free text stored with the model.")
+@click.option(
+    "--labels-from",
+    "catalogue",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue JSON whose hobbies' originalName must cover every label.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def stamp_command(
+    source: Path,
+    labels: Path,
+    model_version: str,
+    description: str,
+    catalogue: Path | None,
+    output: Path,
+) -> None:
+    """Add Hollang's metadata to SOURCE, an ONNX file exported elsewhere (e.g. by
+    torch.onnx.export), check it as the server would, and write OUTPUT.
+
+    The graph must already take `scores` float32 [batch, 4] and give `logits` float32
+    [batch, labels] (docs/ml-workflow.md)."""
+    from model.convert import read_labels
+    from model.modelfile import ModelMetadata, stamp
+    from model.sandbox import check_model_file
+
+    names = _catalogue_names(catalogue) if catalogue else None
+    try:
+        metadata = ModelMetadata(
+            model_version=model_version.strip(),
+            labels=tuple(read_labels(labels)),
+            description=description,
+        )
+        data = stamp(source.read_bytes(), metadata)
+        check = check_model_file(data, names)
+    except ModelFileError as exc:
+        raise click.ClickException(f"cannot stamp {source}: {exc}") from None
+    write_file(output, data)
+    _echo_written(output, ModelFile.from_bytes(data))
+    click.echo(f"  check: {json.dumps(check)}")
 
 
 @model_cli.command("train")
