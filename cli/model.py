@@ -194,8 +194,8 @@ def stamp_command(
     "--strength",
     type=click.FloatRange(min=0),
     default=None,
-    help="With --base: how far ratings move a hobby, in units of the base's logit range at "
-    "that input (model/refine.py). Default: 1.",
+    help="With --base: how far ratings move a hobby, in standard deviations of the base's "
+    "logits at that input (model/refine.py). Default: 1.",
 )
 @click.option(
     "--holdout",

@@ -13,10 +13,16 @@ The recipe, in one place:
    ratings, near -1 when many raters gave 1, near +1 when many gave 5; a handful of
    ratings moves it a little, `PRIOR_RATINGS` being how many neutral (3) ratings every
    cell starts with. The target logit moves by ``strength * e * spread``, where ``spread``
-   is the base's logit range (max - min) at that input, so the move is in the model's own
-   units whatever their scale. At the default ``strength`` (`DEFAULT_STRENGTH` = 1), a
-   hobby that every one of many raters gave 1 drops close to the bottom of that input's
-   ranking and one they all gave 5 rises close to the top; 0.5 moves them half as far.
+   is the standard deviation of the base's logits at that input, so the move is in the
+   model's own units whatever their scale. At the default ``strength``
+   (`DEFAULT_STRENGTH` = 1) a hobby that every one of many raters gave 1 drops by about one
+   such deviation (out of the top 3 where it led narrowly, not where it led by far) and one
+   they all gave 5 rises as much. Larger is bolder: more of the ranking follows the
+   ratings, and more of the answers nobody rated change with it (the fit in step 3 is
+   shared by all inputs). On the demonstration in tests/cli/test_feedback_loop.py, 1 keeps
+   about 90% of the untouched inputs' top 3s; docs/ml-workflow.md has the numbers.
+   With ``neighbour_weight`` > 0 (the Python API; 0 by default) a rating also counts, at
+   that weight, for the inputs one answer-count away (`pool_neighbours`).
 3. **Fit.** When the base is the MLP that `build_mlp` writes (ours, and every
    `import-torch` result), its own weights are kept and only the last layer changes: the
    change is the least-squares (minimum-norm) solution, over all 256 inputs, of "the base's
@@ -49,20 +55,42 @@ from model.scoring import AXES, all_score_inputs
 from model.train import DEFAULT_SEED, fit, forward
 
 DEFAULT_STRENGTH = 1.0
-PRIOR_RATINGS = 3.0
+PRIOR_RATINGS = 2.0
 HIDDEN = (64, 64)
 EPOCHS = 3000
 _VERSION_ROOM = 48
 
 
+def pool_neighbours(counts: np.ndarray, weight: float) -> np.ndarray:
+    """Per-cell counts plus `weight` times those of the (up to 8) inputs one answer-count
+    away on one axis: an input's raters speak, more softly, for the inputs next to it."""
+    if weight == 0:
+        return counts
+    grid = counts.reshape(4, 4, 4, 4, *counts.shape[1:])
+    pooled = grid.copy()
+    for axis in range(4):
+        for step in (1, -1):
+            shifted = np.roll(grid, step, axis=axis)
+            edge = [slice(None)] * grid.ndim
+            edge[axis] = slice(0, 1) if step == 1 else slice(-1, None)
+            shifted[tuple(edge)] = 0  # no wrap-around from 3 to 0
+            pooled += weight * shifted
+    result: np.ndarray = pooled.reshape(counts.shape)
+    return result
+
+
 def feedback_targets(
-    base_logits: np.ndarray, labels: Sequence[str], feedback: FeedbackSet, strength: float
+    base_logits: np.ndarray,
+    labels: Sequence[str],
+    feedback: FeedbackSet,
+    strength: float,
+    neighbour_weight: float = 0.0,
 ) -> np.ndarray:
     """The base's centred logits, moved by the training ratings (steps 1 and 2 above)."""
     centred = base_logits - base_logits.mean(axis=1, keepdims=True)
-    spread = centred.max(axis=1) - centred.min(axis=1)
+    spread = centred.std(axis=1)
     spread = np.where(spread > 0, spread, 1.0)
-    counts = feedback.per_label(TRAIN, labels, weighted=True)  # [cell, label, satisfaction]
+    counts = pool_neighbours(feedback.per_label(TRAIN, labels, weighted=True), neighbour_weight)
     effect_per_rating = (np.arange(1, counts.shape[2] + 1) - 3.0) / 2.0
     effect = (counts * effect_per_rating).sum(axis=2) / (counts.sum(axis=2) + PRIOR_RATINGS)
     moved: np.ndarray = centred + strength * effect * spread[:, None]
@@ -130,6 +158,7 @@ def refine(
     feedback: FeedbackSet,
     *,
     strength: float = DEFAULT_STRENGTH,
+    neighbour_weight: float = 0.0,
     model_version: str | None = None,
     seed: int = DEFAULT_SEED,
     epochs: int | None = None,
@@ -153,7 +182,7 @@ def refine(
         base_logits = forward(warm, x)
         hidden = tuple(weight.shape[0] for weight, _ in warm[:-1])
         steps = 0  # closed form
-    targets = feedback_targets(base_logits, labels, feedback, strength)
+    targets = feedback_targets(base_logits, labels, feedback, strength, neighbour_weight)
     if warm is not None:
         layers = _resolve_last_layer(warm, x, targets - _centred(base_logits))
     else:
