@@ -200,6 +200,11 @@ def test_feedback_loop_on_the_original(
         assert published["active"]["version"] == version
         assert published["evaluation"]["better"] is True
 
+        # The gate works the other way too: the original is no longer better than the active.
+        again = ["model", "publish", str(original), "--require-better", "--export", str(export)]
+        refused = cli(env, *again, expect=1)
+        assert f"not better than the active model {version}" in refused.output
+
         # The service picks the new active model up on its next poll and serves it.
         wait_for(partial(serves, service, version), 30, "the service to serve the refined model")
 

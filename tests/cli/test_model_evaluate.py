@@ -64,3 +64,11 @@ def test_evaluate_against_itself_is_not_better(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 1
     assert json.loads(result.stdout)["top3Agreement"] == 1.0
+
+
+def test_publish_require_better_needs_the_feedback(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(base_model(tmp_path).data)
+    result = CliRunner().invoke(model_cli, ["publish", str(path), "--require-better"])
+    assert result.exit_code == 2
+    assert "--require-better needs the feedback: --export FILE" in result.stderr
