@@ -293,15 +293,17 @@ def _refine(
     _echo({"output": str(output), **report.describe()})
 
 
-def _load_model(which: str, context: Context | None = None) -> tuple[ModelFile, Any]:
+def _load_model(which: str | ModelFile, context: Context | None = None) -> tuple[ModelFile, Any]:
     """'active' (the registry's active model, validated when it was activated and checked
-    against its sha256 now) or a model file, which runs in the sandbox first; with its
-    logits over every input."""
+    against its sha256 now), a model file, which runs in the sandbox first, or a
+    `ModelFile` the caller already validated; with its logits over every input."""
     from model.evaluation import model_logits
     from model.registry import RegistryError
     from model.sandbox import check_model_file
 
-    if which == "active":
+    if isinstance(which, ModelFile):
+        model_file = which
+    elif which == "active":
         registry = (context or Context()).registry
         pointer = registry.read_pointer()
         if pointer is None:
@@ -357,7 +359,7 @@ def evaluate_command(
 
 
 def _evaluate(
-    candidate: str,
+    candidate: str | ModelFile,
     against: str,
     exports: tuple[Path, ...],
     holdout: float | None,
@@ -543,7 +545,7 @@ def publish_command(
         if require_better:
             if active is None:
                 raise RegistryError("--require-better: there is no active model to beat")
-            evaluation = _evaluate(str(file), "active", exports, None, context)
+            evaluation = _evaluate(model_file, "active", exports, None, context)
             better, reason = evaluation.verdict
             if not better:
                 raise ModelFileError(

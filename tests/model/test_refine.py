@@ -11,7 +11,7 @@ import pytest
 
 from model.evaluation import held_out_metrics, model_logits, top3
 from model.feedback import HELD_OUT, TRAIN, UnknownHobbiesError, held_out, read_feedback
-from model.modelfile import ModelFile, ModelMetadata, build_mlp
+from model.modelfile import ModelFile, ModelMetadata, build_mlp, read_mlp
 from model.refine import refine
 from model.scoring import all_score_inputs
 
@@ -136,3 +136,20 @@ def test_a_hobby_without_its_ranking_is_refused(tmp_path: Path) -> None:
     ]
     with pytest.raises(ValueError, match=r"e\.jsonl\.gz:1: hobby 'party' needs a 'ranking'"):
         read_feedback([write_export(tmp_path / "e.jsonl.gz", rows)])
+
+
+def test_a_base_that_is_not_our_mlp_is_distilled_into_a_fresh_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    layers = [
+        (rng.normal(size=(16, 4)), rng.normal(size=16)),
+        (rng.normal(size=(len(LABELS), 16)), rng.normal(size=len(LABELS))),
+    ]
+    tanh = ModelFile.from_bytes(
+        build_mlp(layers, ModelMetadata(model_version="tanh-1", labels=LABELS), ["Tanh"])
+    )
+    assert read_mlp(tanh.data) is None  # not the graph whose last layer can be re-solved
+    logits = model_logits(tanh)
+    data, report = refine(tanh, logits, read_feedback([]), epochs=1500)
+    assert report.epochs == 1500 and report.hidden == (64, 64)
+    assert report.top1_agreement is not None and report.top1_agreement >= 0.9
+    assert ModelFile.from_bytes(data).metadata.labels == LABELS
