@@ -12,7 +12,7 @@ import pytest
 from model.evaluation import held_out_metrics, model_logits, top3
 from model.feedback import HELD_OUT, TRAIN, UnknownHobbiesError, held_out, read_feedback
 from model.modelfile import ModelFile, ModelMetadata, build_mlp, read_mlp
-from model.refine import refine
+from model.refine import pool_neighbours, refine
 from model.scoring import all_score_inputs
 
 LABELS = ("party", "reading", "budget", "travel", "garden", "chess")
@@ -153,3 +153,15 @@ def test_a_base_that_is_not_our_mlp_is_distilled_into_a_fresh_one(tmp_path: Path
     assert report.epochs == 1500 and report.hidden == (64, 64)
     assert report.top1_agreement is not None and report.top1_agreement >= 0.9
     assert ModelFile.from_bytes(data).metadata.labels == LABELS
+
+
+def test_neighbour_pooling_reaches_one_step_and_does_not_wrap() -> None:
+    counts = np.zeros((256, 2, 5))
+    counts[0, 1, 4] = 2.0  # two 5s for hobby 1 at [0, 0, 0, 0]
+    pooled = pool_neighbours(counts, 0.5)
+    inputs = all_score_inputs().astype(int)
+    steps = np.abs(inputs).sum(axis=1)
+    assert pooled[0, 1, 4] == 2.0
+    assert np.all(pooled[steps == 1, 1, 4] == 1.0)  # [1,0,0,0], [0,1,0,0], ...
+    assert pooled[:, 1, 4].sum() == 2.0 + 4 * 1.0  # nothing wrapped round to score 3
+    assert pool_neighbours(counts, 0.0) is counts
