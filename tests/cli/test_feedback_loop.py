@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from moto.server import ThreadedMotoServer
 
 from cli.main import main
 from model.evaluation import model_logits, top3
@@ -30,48 +28,16 @@ from tests.helpers import (
     SHARED,
     RunningService,
     answers_for,
-    free_port,
-    fresh_database_url,
     owner,
     start_service,
 )
-from tests.storage.s3support import AWS_ENV, StoreUnderTest, s3_store, wait_for
+from tests.s3support import StoreUnderTest, wait_for
 
 pytest.importorskip("torch", reason="converting the original model needs the torch extra")
 
 DISLIKED = 17  # the original's most frequent top-3 hobby (111 of 256 inputs)
 LIKED = 11  # one of its rarest (7 inputs)
 RESPONSES_PER_INPUT = 3
-PAIRS = [
-    pytest.param(("local", "sqlite"), id="local-sqlite"),
-    pytest.param(("s3", "mysql"), id="s3-mysql", marks=pytest.mark.mysql),
-]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in AWS_ENV.items():
-            patch.setenv(name, value)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-        server.start()
-        yield f"http://127.0.0.1:{server._port}"
-        server.stop()
-
-
-@pytest.fixture(params=PAIRS)
-def store_and_database(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[StoreUnderTest, str]]:
-    kind, backend = request.param
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    if kind == "local":
-        objects = StoreUnderTest("local", data_dir)
-    else:
-        objects = s3_store(data_dir, request.getfixturevalue("moto_endpoint"))
-    for url in fresh_database_url(backend, tmp_path):
-        yield objects, url
 
 
 def serves(service: RunningService, version: str) -> bool:
