@@ -1,25 +1,19 @@
-# Hollang API image. `requirements` extracts the dependency list, `build` makes a virtualenv
-# with the dependencies and the package, `runtime` copies only that venv onto a clean base
-# and runs it as a non-root user.
+# Hollang API image. `build` makes a virtualenv with the locked dependencies and the
+# package, `runtime` copies only that venv onto a clean base and runs it as a non-root user.
 #
 # The base is Debian bookworm's Python 3.11. Call `python3` (or the venv), never `python`:
 # the image the CI check builds locally with debootstrap has no /usr/local/bin/python.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# The service's dependencies alone, read from pyproject.toml. The next stage copies only
-# this list, so its pip layer is rebuilt when the dependencies change, not when anything
-# else in pyproject.toml (version, dev extras, tool settings) or the code does.
-FROM ${BASE_IMAGE} AS requirements
-WORKDIR /src
-COPY pyproject.toml ./
-RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt
-
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-COPY --from=requirements /src/requirements.txt ./
-RUN /opt/venv/bin/pip install -r requirements.txt
+# The service's dependencies exactly as locked (`make lock`): every version pinned and every
+# file's sha256 checked. This layer is rebuilt when the lock changes, not when the code or
+# anything in pyproject.toml does.
+COPY requirements.txt ./
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.txt
 COPY pyproject.toml ./
 # The package itself, with the bundled model and catalogue as package data.
 COPY README.md ./

@@ -38,15 +38,15 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import Connection, func, select, text  # noqa: E402
 
-from benchmarks.scratch import (  # noqa: E402
+from cli.context import prepare_database  # noqa: E402
+from db.models import TEST_RESPONSES, Counter, HobbyType, Test, TestResponse  # noqa: E402
+from db.session import Database  # noqa: E402
+from harness.scratch import (  # noqa: E402
     free_port,
     scratch_mysql_database,
     stop_process,
     wait_until_ready,
 )
-from cli.context import prepare_database  # noqa: E402
-from db.models import TEST_RESPONSES, Counter, HobbyType, Test, TestResponse  # noqa: E402
-from db.session import Database  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
 CHUNK = 131_072

@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.engine import machine  # noqa: E402
 from benchmarks.plots import write_plots  # noqa: E402
 from benchmarks.report import markdown  # noqa: E402
-from benchmarks.scratch import (  # noqa: E402
+from harness.scratch import (  # noqa: E402
     free_port,
     scratch_mysql_database,
     stop_process,

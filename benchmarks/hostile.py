@@ -1,5 +1,5 @@
 """Hostile traffic against a real `hollang serve` (SQLite in a temporary folder): the timings
-tests/security/test_hostile_traffic.py proves only as "bounded, not hung".
+tests/server/test_hostile_traffic.py proves only as "bounded, not hung".
 
     .venv/bin/python benchmarks/hostile.py            # the default bounds (10 s + 15 s)
     .venv/bin/python benchmarks/hostile.py --quick    # 2 s timeouts, 3 s load phase
@@ -30,19 +30,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.scratch import free_port, stop_process, wait_until_ready
+from harness.scratch import free_port, stop_process, wait_until_ready
+from harness.traffic import address, live_under_load
 
 LIVE = b"GET /health/live HTTP/1.1\r\nHost: bench\r\n\r\n"
-SUBMISSION = {
-    "user": {"name": "벤치"},
-    "testResponseDetails": [{"questionNumber": n, "answerNumber": 1 + n % 2} for n in range(1, 13)],
-}
 
 
 @contextmanager
@@ -71,11 +65,6 @@ def server(data_dir: Path, env: dict[str, str], command: list[str]) -> Iterator[
 def hollang_serve() -> list[str]:
     hollang = str(Path(sys.executable).with_name("hollang"))
     return [hollang, "serve", "--host", "127.0.0.1", "--port", "$PORT"]
-
-
-def address(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 def until_closed(sock: socket.socket) -> bytes:
@@ -164,84 +153,6 @@ def pipelining_rss(url: str, pid: int, connections: int = 8, megabytes: float = 
         "rss_after_mib": round(rss_mib(pid), 1),
         "requests_sent": connections * (len(payload) // len(request)),
         "answered": answered,
-    }
-
-
-async def write_for(url: str, writers: int, seconds: float) -> dict[str, int]:
-    """`writers` concurrent POST /test-responses loops for `seconds`; counts by status."""
-    limits = httpx.Limits(max_connections=writers, max_keepalive_connections=writers)
-    statuses: dict[str, int] = {}
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        stop = time.monotonic() + seconds
-
-        async def writer() -> None:
-            while time.monotonic() < stop:
-                try:
-                    status = str((await http.post("/test-responses", json=SUBMISSION)).status_code)
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                statuses[status] = statuses.get(status, 0) + 1
-
-        await asyncio.gather(*(writer() for _ in range(writers)))
-    return statuses
-
-
-@contextmanager
-def writers_process(url: str, writers: int, seconds: float) -> Iterator[subprocess.Popen[str]]:
-    """The writers in their own process (`hostile.py writers`), so they do not share the
-    prober's interpreter and event loop."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, "writers", url, str(writers), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.wait(timeout=seconds + 60)
-
-
-def health_latencies(url: str, seconds: float, interval: float = 0.05) -> dict[str, list[float]]:
-    """`GET /health/live` and `/health/ready` in turn, each on a fresh connection (what a
-    load balancer does); both must answer 200."""
-    latencies: dict[str, list[float]] = {"live": [], "ready": []}
-    stop = time.monotonic() + seconds
-    with httpx.Client(base_url=url, timeout=30) as http:
-        while time.monotonic() < stop:
-            for name in latencies:
-                started = time.perf_counter()
-                http.get(f"/health/{name}", headers={"Connection": "close"}).raise_for_status()
-                latencies[name].append(time.perf_counter() - started)
-            time.sleep(interval)
-    return latencies
-
-
-def live_under_load(url: str, stalled: int, writers: int, seconds: float) -> dict:  # type: ignore[type-arg]
-    socks = [socket.create_connection(address(url), timeout=30) for _ in range(stalled)]
-    for sock in socks:
-        sock.sendall(b"GET /health/li")
-    try:
-        with writers_process(url, writers, seconds) as process:
-            time.sleep(min(1.0, seconds / 3))  # let the writers get going
-            latencies = health_latencies(url, seconds * 0.6)
-            out, _ = process.communicate(timeout=seconds + 60)
-    finally:
-        for sock in socks:
-            sock.close()
-    return {
-        **{name: summary(samples) for name, samples in latencies.items()},
-        "writes": json.loads(out or "{}"),
-    }
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "n": len(ordered),
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
     }
 
 
@@ -348,10 +259,6 @@ def protocol_cost(rounds: int = 12, requests: int = 20_000) -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "writers":
-        url, writers, seconds = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-        print(json.dumps(asyncio.run(write_for(url, writers, seconds))))
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 s timeouts, 3 s load phase")
     parser.add_argument("--seconds", type=float, help="load phase length (default 10, quick 3)")

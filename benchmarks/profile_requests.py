@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.e2e import answers  # noqa: E402
-from benchmarks.scratch import scratch_mysql_database  # noqa: E402
 from cli.context import prepare_database  # noqa: E402
+from harness.scratch import scratch_mysql_database  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.settings import Settings  # noqa: E402
 

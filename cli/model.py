@@ -19,7 +19,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,6 +28,7 @@ from model.modelfile import ModelFile, ModelFileError
 from model.scoring import AXES
 
 if TYPE_CHECKING:
+    from model.evaluation import Evaluation
     from model.registry import ActivePointer, CorruptPointer, RegistryEntry
     from model.sandbox import Validated
 
@@ -62,9 +63,21 @@ def inspect_command(file: Path, catalogue: Path | None) -> None:
 @click.option(
     "--state-dict",
     "state_dict",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PyTorch state_dict (.pt) of an MLP like the original's.",
+    help="PyTorch state_dict (.pt) of an MLP like the original's (Linear layers only).",
+)
+@click.option(
+    "--program",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A torch.export program (.pt2) instead: its graph says the activations, and any "
+    "operation that cannot be reproduced is refused.",
+)
+@click.option(
+    "--activation",
+    type=click.Choice(["relu", "tanh", "sigmoid"]),
+    default=None,
+    help="With --state-dict: the activation between layers (a state dict does not record "
+    "it). Default: relu, the original's.",
 )
 @click.option(
     "--labels",
@@ -75,22 +88,96 @@ def inspect_command(file: Path, catalogue: Path | None) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model-version", help="Default: torch-<12 hex of the .pt file's sha256>.")
 def import_torch_command(
-    state_dict: Path, labels: Path, output: Path, model_version: str | None
+    state_dict: Path | None,
+    program: Path | None,
+    activation: str | None,
+    labels: Path,
+    output: Path,
+    model_version: str | None,
 ) -> None:
-    """Convert an original-style PyTorch state dict into a model file."""
-    from model.convert import TorchNotInstalledError, import_torch_state_dict
+    """Convert a PyTorch MLP into a model file, after checking on all 256 inputs that it
+    gives torch's answers."""
+    from model.convert import (
+        TorchNotInstalledError,
+        import_torch_program,
+        import_torch_state_dict,
+    )
 
+    if (state_dict is None) == (program is None):
+        raise click.UsageError("give exactly one of --state-dict and --program")
+    if program is not None and activation is not None:
+        raise click.UsageError("--activation applies to --state-dict (a program says its own)")
+    source = state_dict or program
     try:
-        data = import_torch_state_dict(state_dict, labels, model_version)
+        if state_dict is not None:
+            data = import_torch_state_dict(state_dict, labels, model_version, activation or "relu")
+        else:
+            assert program is not None
+            data = import_torch_program(program, labels, model_version)
     except TorchNotInstalledError as exc:
         raise click.ClickException(str(exc)) from None
     except ModelFileError as exc:
-        raise click.ClickException(f"cannot import {state_dict}: {exc}") from None
+        raise click.ClickException(f"cannot import {source}: {exc}") from None
     write_file(output, data)
     _echo_written(output, ModelFile.from_bytes(data))
 
 
+@model_cli.command("stamp")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Output column -> hobby originalName: a JSON list, or {"0": name, ...}.',
+)
+@click.option("--version", "model_version", required=True, help="The model version to record.")
+@click.option("--description", default="", help="Free text stored with the model.")
+@click.option(
+    "--labels-from",
+    "catalogue",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalogue JSON whose hobbies' originalName must cover every label.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def stamp_command(
+    source: Path,
+    labels: Path,
+    model_version: str,
+    description: str,
+    catalogue: Path | None,
+    output: Path,
+) -> None:
+    """Add Hollang's metadata to SOURCE, an ONNX file exported elsewhere (e.g. by
+    torch.onnx.export), check it as the server would, and write OUTPUT.
+
+    The graph must already take `scores` float32 [batch, 4] and give `logits` float32
+    [batch, labels] (docs/ml-workflow.md)."""
+    from model.convert import read_labels
+    from model.modelfile import ModelMetadata, stamp
+    from model.sandbox import check_model_file
+
+    names = _catalogue_names(catalogue) if catalogue else None
+    try:
+        metadata = ModelMetadata(
+            model_version=model_version.strip(),
+            labels=tuple(read_labels(labels)),
+            description=description,
+        )
+        data = stamp(source.read_bytes(), metadata)
+        check = check_model_file(data, names)
+    except ModelFileError as exc:
+        raise click.ClickException(f"cannot stamp {source}: {exc}") from None
+    write_file(output, data)
+    _echo_written(output, ModelFile.from_bytes(data))
+    click.echo(f"  check: {json.dumps(check)}")
+
+
 @model_cli.command("train")
+@click.option(
+    "--base",
+    help="Refine this model with the feedback: 'active' (the registry's active model) or a "
+    "model file. Without it, train from the affinity table (--table).",
+)
 @click.option(
     "--table",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -101,23 +188,54 @@ def import_torch_command(
     "exports",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Gzipped JSON Lines data export whose ratings refine the table (repeatable).",
+    help="Gzipped JSON Lines data export whose ratings refine the model (repeatable).",
 )
-@click.option("--model-version", default=None, help="Default: hollang-default-1.")
+@click.option(
+    "--strength",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="With --base: how far ratings move a hobby, in standard deviations of the base's "
+    "logits at that input (model/refine.py). Default: 1.",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="With --base: share of responses held out (by a hash of testResponseId) for the "
+    "report instead of trained on. Default: 0.2.",
+)
+@click.option(
+    "--model-version",
+    default=None,
+    help="Default: hollang-default-1, or with "
+    "--base: <base version>-fb-<8 hex of the base, the ratings and the recipe>.",
+)
 @click.option("--seed", type=int, default=None, help="Random seed for the initial weights.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Adam steps.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def train_command(
+    base: str | None,
     table: Path | None,
     exports: tuple[Path, ...],
+    strength: float | None,
+    holdout: float | None,
     model_version: str | None,
     seed: int | None,
     epochs: int | None,
     output: Path,
 ) -> None:
-    """Train Hollang's own model with numpy (recipe: model/train.py) and write it."""
+    """Train a model and write it: refine a served model with the feedback in the exports
+    (--base; recipe: model/refine.py), or Hollang's own default model from an affinity table
+    (recipe: model/train.py)."""
     from model import train as training
 
+    if base is not None:
+        if table is not None:
+            raise click.UsageError("--base and --table are alternatives; give one")
+        _refine(base, exports, strength, holdout, model_version, seed, epochs, output)
+        return
+    if strength is not None or holdout is not None:
+        raise click.UsageError("--strength and --holdout apply to --base training only")
     try:
         data, report = training.train(
             table or training.DEFAULT_TABLE,
@@ -128,9 +246,136 @@ def train_command(
         )
     except (training.TrainingDataError, ModelFileError) as exc:
         raise click.ClickException(str(exc)) from None
+    if exports and report.ratings_used == 0 and report.unknown_keys:
+        raise click.ClickException(
+            f"no rating in the exports names a hobby of the table ({len(report.unknown_keys)} "
+            f"unknown, e.g. {', '.join(repr(k) for k in list(report.unknown_keys)[:3])}); "
+            "refine the served model instead: --base active"
+        )
     write_file(output, data)
     click.echo(f"wrote {output}")
     click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+
+
+def _refine(
+    base: str,
+    exports: tuple[Path, ...],
+    strength: float | None,
+    holdout: float | None,
+    model_version: str | None,
+    seed: int | None,
+    epochs: int | None,
+    output: Path,
+) -> None:
+    from model import refine
+    from model.feedback import DEFAULT_HOLDOUT, read_feedback
+    from model.train import DEFAULT_SEED, TrainingDataError
+
+    if not exports:
+        raise click.UsageError("--base needs at least one --export with the feedback")
+    with _registry_errors():
+        model_file, logits = _load_model(base)
+        try:
+            feedback = read_feedback(exports, DEFAULT_HOLDOUT if holdout is None else holdout)
+            data, report = refine.refine(
+                model_file,
+                logits,
+                feedback,
+                strength=refine.DEFAULT_STRENGTH if strength is None else strength,
+                model_version=model_version,
+                seed=DEFAULT_SEED if seed is None else seed,
+                epochs=epochs,
+            )
+        except TrainingDataError as exc:
+            raise click.ClickException(str(exc)) from None
+    write_file(output, data)
+    click.echo(f"wrote {output}", err=True)
+    _echo({"output": str(output), **report.describe()})
+
+
+def _load_model(which: str | ModelFile, context: Context | None = None) -> tuple[ModelFile, Any]:
+    """'active' (the registry's active model, validated when it was activated and checked
+    against its sha256 now), a model file, which runs in the sandbox first, or a
+    `ModelFile` the caller already validated; with its logits over every input."""
+    from model.evaluation import model_logits
+    from model.registry import RegistryError
+    from model.sandbox import check_model_file
+
+    if isinstance(which, ModelFile):
+        model_file = which
+    elif which == "active":
+        registry = (context or Context()).registry
+        pointer = registry.read_pointer()
+        if pointer is None:
+            raise RegistryError("there is no active model in the registry")
+        model_file = registry.fetch(pointer.active)
+    else:
+        model_file = ModelFile.read(which)
+        check_model_file(model_file.data)
+    return model_file, model_logits(model_file)
+
+
+@model_cli.command("evaluate")
+@click.argument("candidate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--against",
+    default="active",
+    show_default=True,
+    help="The model to beat: 'active' (the registry's active model) or a model file.",
+)
+@click.option(
+    "--export",
+    "exports",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Gzipped JSON Lines data export with the feedback (repeatable).",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Share of responses held out, as `train --base` split them. Default: 0.2.",
+)
+@click.option(
+    "--require-better",
+    is_flag=True,
+    help="Exit 1 unless the candidate is better on the held-out feedback.",
+)
+def evaluate_command(
+    candidate: Path,
+    against: str,
+    exports: tuple[Path, ...],
+    holdout: float | None,
+    require_better: bool,
+) -> None:
+    """Compare CANDIDATE with another model on held-out feedback (model/evaluation.py)."""
+    with _registry_errors():
+        evaluation = _evaluate(str(candidate), against, exports, holdout)
+    better, reason = evaluation.verdict
+    _echo(evaluation.describe())
+    if require_better and not better:
+        raise click.ClickException(f"the candidate is not better: {reason}")
+
+
+def _evaluate(
+    candidate: str | ModelFile,
+    against: str,
+    exports: tuple[Path, ...],
+    holdout: float | None,
+    context: Context | None = None,
+) -> Evaluation:
+    from model.evaluation import evaluate
+    from model.feedback import DEFAULT_HOLDOUT, read_feedback
+    from model.train import TrainingDataError
+
+    ours = _load_model(candidate, context)
+    theirs = _load_model(against, context)
+    try:
+        feedback = read_feedback(exports, DEFAULT_HOLDOUT if holdout is None else holdout)
+        return evaluate(ours, theirs, feedback)
+    except TrainingDataError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _catalogue_names(path: Path) -> set[str]:
@@ -243,19 +488,39 @@ EXPECT_HELP = "Refuse unless this version is the active one now (what you looked
     help="Refuse unless the model gives the active model's top 3 for at least this share "
     "of all inputs (0..1).",
 )
+@click.option(
+    "--require-better",
+    is_flag=True,
+    help="Refuse unless the model beats the active one on the held-out feedback of --export "
+    "(as `hollang model evaluate --require-better`).",
+)
+@click.option(
+    "--export",
+    "exports",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --require-better: the feedback export(s) to judge on (repeatable).",
+)
 def publish_command(
     file: Path,
     and_activate: bool,
     expect: str | None,
     allow_degenerate: bool,
     require_agreement: float | None,
+    require_better: bool,
+    exports: tuple[Path, ...],
 ) -> None:
     """Validate FILE and store it under its content address and version.
 
-    Prints how it compares with the active model over all 256 inputs (`quality`)."""
+    Prints how it compares with the active model over all 256 inputs (`quality`), and with
+    --require-better how it does on held-out feedback (`evaluation`)."""
+    if require_better and not exports:
+        raise click.UsageError("--require-better needs the feedback: --export FILE")
+    if exports and not require_better:
+        raise click.UsageError("--export applies to --require-better only")
     from model import quality
     from model.modelfile import ModelFile, ModelFileError
-    from model.registry import ActivePointer
+    from model.registry import ActivePointer, RegistryError
 
     context = RegistryContext()
     with _registry_errors():
@@ -278,8 +543,20 @@ def publish_command(
         quality.enforce(
             report, allow_degenerate=allow_degenerate, require_agreement=require_agreement
         )
+        evaluation = None
+        if require_better:
+            if active is None:
+                raise RegistryError("--require-better: there is no active model to beat")
+            evaluation = _evaluate(model_file, "active", exports, None, context)
+            better, reason = evaluation.verdict
+            if not better:
+                raise ModelFileError(
+                    f"not better than the active model {active.metadata.model_version}: {reason}"
+                )
         entry = context.registry.publish(model_file)
         payload: dict[str, object] = {"published": entry.describe(), "quality": report.describe()}
+        if evaluation is not None:
+            payload["evaluation"] = evaluation.describe()
         if and_activate:
             moved = context.activate(entry, pointer, expect)
             payload["active"] = moved.active.describe()

@@ -277,17 +277,29 @@ def check_signature(session: object, label_count: int) -> None:
             )
 
 
-def build_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray]], metadata: ModelMetadata) -> bytes:
-    """Write an MLP (Gemm + ReLU between layers) as a model file.
+ACTIVATIONS = ("Relu", "Tanh", "Sigmoid")
 
-    Weights use PyTorch's ``Linear`` layout, ``[out, in]``; the last layer has no ReLU. Used by
-    `hollang model train` and `hollang model import-torch`, so both write the same format.
+
+def build_mlp(
+    layers: Sequence[tuple[np.ndarray, np.ndarray]],
+    metadata: ModelMetadata,
+    activations: Sequence[str] | None = None,
+) -> bytes:
+    """Write an MLP (Gemm + an activation between layers, ReLU unless `activations` names
+    one of `ACTIVATIONS` per gap) as a model file.
+
+    Weights use PyTorch's ``Linear`` layout, ``[out, in]``; the last layer has no
+    activation. Used by `hollang model train` and `hollang model import-torch`, so both
+    write the same format.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if layers[-1][0].shape[0] != len(metadata.labels):
         raise ModelFileError("the last layer's width must equal the number of labels")
+    between = list(activations) if activations is not None else ["Relu"] * (len(layers) - 1)
+    if len(between) != len(layers) - 1 or any(kind not in ACTIVATIONS for kind in between):
+        raise ModelFileError(f"one activation of {ACTIVATIONS} is needed between each two layers")
     nodes = []
     initializers = []
     current = INPUT_NAME
@@ -299,8 +311,9 @@ def build_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray]], metadata: ModelMe
         out = OUTPUT_NAME if last else f"layer{index}.linear"
         nodes.append(helper.make_node("Gemm", [current, w_name, b_name], [out], transB=1))
         if not last:
-            nodes.append(helper.make_node("Relu", [out], [f"layer{index}.relu"]))
-            current = f"layer{index}.relu"
+            kind = between[index]
+            nodes.append(helper.make_node(kind, [out], [f"layer{index}.{kind.lower()}"]))
+            current = f"layer{index}.{kind.lower()}"
     graph = helper.make_graph(
         nodes,
         "hollang_recommender",
@@ -325,3 +338,68 @@ def build_mlp(layers: Sequence[tuple[np.ndarray, np.ndarray]], metadata: ModelMe
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def read_mlp(data: bytes) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The layers of a file that is exactly the MLP `build_mlp` writes (Gemm with
+    ``transB=1``, Relu between, the last Gemm giving ``logits``), ``[out, in]`` each; None
+    for any other graph. Lets feedback training start from the served weights themselves
+    (`model.refine`), so what nobody rated stays exactly as it was."""
+    from onnx import numpy_helper
+
+    graph = parse_model(data).graph
+    weights = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
+    layers: list[tuple[np.ndarray, np.ndarray]] = []
+    current = INPUT_NAME
+    nodes = list(graph.node)
+    index = 0
+    while index < len(nodes):
+        gemm = nodes[index]
+        attributes = {a.name: a for a in gemm.attribute}
+        if (
+            gemm.op_type != "Gemm"
+            or gemm.domain not in ("", "ai.onnx")
+            or len(gemm.input) != 3
+            or gemm.input[0] != current
+            or gemm.input[1] not in weights
+            or gemm.input[2] not in weights
+            or attributes.get("transB") is None
+            or attributes["transB"].i != 1
+            or any(name in attributes and attributes[name].i != 0 for name in ("transA",))
+            or any(name in attributes and attributes[name].f != 1.0 for name in ("alpha", "beta"))
+        ):
+            return None
+        weight, bias = weights[gemm.input[1]], weights[gemm.input[2]]
+        if weight.ndim != 2 or bias.ndim != 1 or bias.shape[0] != weight.shape[0]:
+            return None
+        layers.append((weight, bias))
+        current = gemm.output[0]
+        index += 1
+        if current == OUTPUT_NAME:
+            break
+        if (
+            index >= len(nodes)
+            or nodes[index].op_type != "Relu"
+            or nodes[index].input[0] != current
+        ):
+            return None
+        current = nodes[index].output[0]
+        index += 1
+    if current != OUTPUT_NAME or index != len(nodes):
+        return None
+    return layers
+
+
+def stamp(data: bytes, metadata: ModelMetadata) -> bytes:
+    """`data` (an ONNX file exported elsewhere, e.g. by ``torch.onnx.export``) with our
+    metadata: every ``hollang.*`` key it had is replaced, other keys are kept. The result
+    is checked statically (`ModelFile.from_bytes`); running it is `model.sandbox`'s job."""
+    proto = parse_model(data)
+    kept = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(_PREFIX)]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *metadata.to_props().items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    stamped: bytes = proto.SerializeToString()
+    ModelFile.from_bytes(stamped)
+    return stamped

@@ -246,9 +246,9 @@ def read_exports(paths: Iterable[str | Path], labels: Sequence[str]) -> Feedback
     index = {label: i for i, label in enumerate(labels)}
     feedback = Feedback(counts=np.zeros((_CELLS, len(labels), _SATISFACTIONS), dtype=np.int64))
     for path in paths:
-        for where, row in _rows(Path(path)):
+        for where, row in export_lines(Path(path)):
             feedback.rows_read += 1
-            cell, ratings = _parse_row(row, where)
+            cell, ratings = parse_export_row(row, where)
             used = 0
             for key, satisfaction in ratings:
                 if key not in index:
@@ -287,22 +287,33 @@ def fit(
     epochs: int = EPOCHS,
     seed: int = DEFAULT_SEED,
     learning_rate: float = LEARNING_RATE,
+    loss: str = "cross_entropy",
+    initial: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
     """Full-batch Adam on soft-target cross-entropy; returns float64 layers and the final loss.
 
-    Layers use PyTorch's ``[out, in]`` layout, as `build_mlp` expects.
+    ``loss="mse"`` fits the outputs to `targets` by least squares instead (distillation of
+    another model's logits, `model.refine`); `initial` starts from given layers (a warm
+    start) instead of He-normal ones. Layers use PyTorch's ``[out, in]`` layout, as
+    `build_mlp` expects.
     """
+    if loss not in ("cross_entropy", "mse"):
+        raise ValueError(f"unknown loss {loss!r}")
     rng = np.random.default_rng(seed)
     sizes = [x.shape[1], *hidden, targets.shape[1]]
     params: list[np.ndarray] = []
-    for fan_in, fan_out in itertools.pairwise(sizes):
-        params.append(rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_out, fan_in)))
-        params.append(np.zeros(fan_out))
+    if initial is not None:
+        for weight, bias in initial:
+            params += [np.array(weight, dtype=np.float64), np.array(bias, dtype=np.float64)]
+    else:
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            params.append(rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_out, fan_in)))
+            params.append(np.zeros(fan_out))
     moments = [np.zeros_like(p) for p in params]
     squares = [np.zeros_like(p) for p in params]
     beta1, beta2 = _ADAM_BETAS
     for step in range(1, epochs + 1):
-        _, grads = _loss_and_grads(params, x, targets)
+        _, grads = _loss_and_grads(params, x, targets, loss)
         rate = learning_rate * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / epochs))
         correction = math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
         for p, g, m, v in zip(params, grads, moments, squares, strict=True):
@@ -311,13 +322,23 @@ def fit(
             v *= beta2
             v += (1.0 - beta2) * g * g
             p -= rate * correction * m / (np.sqrt(v) + _ADAM_EPS)
-    loss, _ = _loss_and_grads(params, x, targets)
+    final, _ = _loss_and_grads(params, x, targets, loss)
     layers = [(params[i], params[i + 1]) for i in range(0, len(params), 2)]
-    return layers, loss
+    return layers, final
+
+
+def forward(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """The MLP's outputs (ReLU between layers), in float64: what `fit` optimises."""
+    out = x
+    for index, (weight, bias) in enumerate(layers):
+        out = out @ np.asarray(weight, np.float64).T + np.asarray(bias, np.float64)
+        if index < len(layers) - 1:
+            out = np.maximum(out, 0.0)
+    return out
 
 
 def _loss_and_grads(
-    params: list[np.ndarray], x: np.ndarray, targets: np.ndarray
+    params: list[np.ndarray], x: np.ndarray, targets: np.ndarray, kind: str = "cross_entropy"
 ) -> tuple[float, list[np.ndarray]]:
     activations = [x]
     pre: list[np.ndarray] = []
@@ -328,11 +349,16 @@ def _loss_and_grads(
         pre.append(z)
         out = np.maximum(z, 0.0) if i < count - 1 else z
         activations.append(out)
-    shifted = out - out.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     rows = x.shape[0]
-    loss = float(-(targets * log_probs).sum() / rows)
-    delta = (np.exp(log_probs) - targets) / rows  # targets sum to 1 per row
+    if kind == "mse":
+        error = out - targets
+        loss = float((error * error).mean())
+        delta = 2.0 * error / error.size
+    else:
+        shifted = out - out.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = float(-(targets * log_probs).sum() / rows)
+        delta = (np.exp(log_probs) - targets) / rows  # targets sum to 1 per row
     grads: list[np.ndarray] = [np.empty(0)] * len(params)
     for i in reversed(range(count)):
         grads[2 * i] = delta.T @ activations[i]
@@ -357,7 +383,7 @@ def _agreement(model_file: ModelFile, utilities: np.ndarray) -> tuple[float, flo
     return top1, float(np.mean(overlap))
 
 
-def _rows(path: Path) -> Iterator[tuple[str, object]]:
+def export_lines(path: Path) -> Iterator[tuple[str, object]]:
     try:
         with gzip.open(path, "rt", encoding="utf-8") as lines:
             for number, line in enumerate(lines, start=1):
@@ -374,7 +400,7 @@ def _rows(path: Path) -> Iterator[tuple[str, object]]:
         raise TrainingDataError(f"export {path} is truncated") from exc
 
 
-def _parse_row(row: object, where: str) -> tuple[int, list[tuple[str, int | None]]]:
+def parse_export_row(row: object, where: str) -> tuple[int, list[tuple[str, int | None]]]:
     if not isinstance(row, dict):
         raise TrainingDataError(f"{where}: each line must be a JSON object")
     scores = row.get("scores")

@@ -145,6 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=server.__version__,
         description="Hobby recommendations from a 12-question personality test.",
         lifespan=lifespan,
+        # /docs and /redoc are server/routes/docs.py's: FastAPI's load their UI from a CDN.
+        docs_url=None,
+        redoc_url=None,
         # Our own Prometheus metrics and access log observe every request; FastAPI's
         # built-in OpenTelemetry would be a second, unused observer on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},

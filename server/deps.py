@@ -16,7 +16,7 @@ from server.catalog_view import CatalogCache
 from server.errors import ApiError
 from server.inference_client import RemoteInference
 from server.model_service import ModelService, Recommender
-from server.readiness import DatabaseReadiness
+from server.readiness import DatabaseReadiness, ImageReadiness
 from server.settings import Settings
 from storage.objectstore import ObjectStore
 
@@ -35,9 +35,14 @@ class Services:
     started_at: float = field(default=0.0)
     inference: RemoteInference | None = None  # set by HOLLANG_INFERENCE_URL
     readiness: DatabaseReadiness = field(init=False)
+    image_readiness: ImageReadiness = field(init=False)
 
     def __post_init__(self) -> None:
         self.readiness = DatabaseReadiness(self.db)
+        bundled = self.settings.bundled_images and not self.settings.image_base_url
+        self.image_readiness = ImageReadiness(
+            lambda: self.catalog.catalog, self.objects, bundled=bundled
+        )
 
     @property
     def recommender(self) -> Recommender:

@@ -8,6 +8,12 @@ paths on this service, which streams the object (local folder) or redirects to a
 URL (S3). URLs never depend on whether the object exists, so a missing image is a 404 for
 that image and never breaks a JSON response.
 
+The bundled catalogue ships a placeholder for each image its URLs name
+(`db/catalog/images/`, drawn by tools/catalog_images.py), and `GET /images/...` answers
+with it when the store has no object under that key (unless `HOLLANG_BUNDLED_IMAGES` is
+off), so a fresh install shows a picture for every URL it hands out. An upload under the
+same key takes precedence. Readiness lists the images that neither has (`missing_images`).
+
 Uploads are checked against the layout (a name the URLs can point at) and by their first
 bytes: the extension's format must be what the file really is. The three formats the
 layout uses are told apart by their fixed signatures (PNG, GIF87a/89a, JPEG SOI), so no
@@ -16,14 +22,17 @@ decoder is needed to refuse a renamed or non-image file.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from db.catalog import DEFAULT_CATALOG, Catalog
 from storage.objectstore import ObjectStore
 
 PREFIX = "images"
+BUNDLED_DIR = DEFAULT_CATALOG.parent / "images"
 # Keys are stable but an image may be replaced by a new upload: a day, not "immutable".
 CACHE_CONTROL = "public, max-age=86400"
 _NAMES = {
@@ -124,3 +133,44 @@ def images_in(folder: Path) -> Iterator[tuple[Path, str | ImageError]]:
             yield path, image_key(relative[0], relative[1])
         except ImageError as exc:
             yield path, exc
+
+
+def bundled_image(key: str) -> Path | None:
+    """The bundled catalogue's own picture for `key` (``images/<kind>/<name>``, already
+    checked by `image_key`, so it cannot leave the folder), if it ships one."""
+    path = BUNDLED_DIR / key.removeprefix(f"{PREFIX}/")
+    return path if path.is_file() else None
+
+
+@functools.cache
+def bundled_keys() -> frozenset[str]:
+    """Read once: the package's files do not change while it runs."""
+    return frozenset(
+        f"{PREFIX}/{path.relative_to(BUNDLED_DIR).as_posix()}"
+        for path in BUNDLED_DIR.rglob("*")
+        if path.is_file()
+    )
+
+
+def catalogue_image_keys(catalog: Catalog) -> set[str]:
+    """The key of every image URL the catalogue's responses hand out now: active hobbies
+    and hobby types, and the questions of every test version `/tests` serves."""
+    keys = {
+        image_key("hobby", f"{h.image_key}.png")
+        for h in catalog.hobby_by_key.values()
+        if h.image_key
+    }
+    for mbti in catalog.type_by_mbti:
+        keys |= {image_key("hobby_type", f"{mbti}.png"), image_key("hobby_type", f"{mbti}.gif")}
+    for test in catalog.tests.values():
+        keys |= {image_key("question", f"question{q.number}.JPG") for q in test.questions}
+    return keys
+
+
+def missing_images(catalog: Catalog, store: ObjectStore, *, bundled: bool) -> list[str]:
+    """The catalogue's image keys that neither the store nor (when `bundled`) the package
+    holds: one listing of the store's ``images/`` prefix, not a request per image."""
+    present = set(store.list(f"{PREFIX}/"))
+    if bundled:
+        present |= bundled_keys()
+    return sorted(catalogue_image_keys(catalog) - present)

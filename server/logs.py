@@ -1,11 +1,17 @@
 """The one logging set-up, used by the CLI and by every server process.
 
-Logs go to stderr, one JSON object per line by default (``HOLLANG_LOG_FORMAT=json``) so a
-log shipper needs no parsing rules, or as plain text for a terminal (``text``). Every
+Logs go to stderr: as plain text when stderr is a terminal (`make run` in a shell), else
+one JSON object per line, so a log shipper needs no parsing rules (a container, a service
+manager, a file). ``HOLLANG_LOG_FORMAT`` (``text`` or ``json``) overrides the guess. Every
 record carries ``request_id``: the id of the request being handled when it was logged
 (asgi-correlation-id keeps it in a context variable), so an error log can be joined to its
-access line. Read from the environment rather than `Settings` on purpose: logging must work
-before the settings are parsed, so that a bad setting is itself logged.
+access line; a text line shows ``[-]`` outside a request, a JSON line ``null``. Read from
+the environment rather than `Settings` on purpose: logging must work before the settings
+are parsed, so that a bad setting is itself logged.
+
+Alembic announces at INFO what it does on every start whether or not a migration runs
+(seven "setup plugin" lines, the dialect and its DDL mode); `StartupNoise` moves those to
+DEBUG, so INFO shows only migrations that really ran.
 """
 
 from __future__ import annotations
@@ -23,6 +29,28 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 FORMATS = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
 ACCESS = logging.getLogger("hollang.access")
+# (logger, message template prefix) of records logged on every start, whatever happens.
+STARTUP_NOISE = (
+    ("alembic.runtime.plugins", "setup plugin "),
+    ("alembic.runtime.migration", "Context impl "),
+    ("alembic.runtime.migration", "Will assume "),
+)
+
+
+class StartupNoise(logging.Filter):
+    """Logs `STARTUP_NOISE` records at DEBUG instead of INFO: shown when DEBUG is asked
+    for, dropped otherwise. A filter on the logger, not a higher logger level, because a
+    level would hide the same loggers' useful lines ("Running upgrade 0001 -> 0002")."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not str(record.msg).startswith(self.prefixes):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 class UtcJsonFormatter(OrjsonFormatter):
@@ -37,7 +65,7 @@ def make_handler(log_format: str) -> logging.Handler:
     if log_format not in FORMATS:
         raise ValueError(f"HOLLANG_LOG_FORMAT must be one of {', '.join(FORMATS)}: {log_format!r}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(CorrelationIdFilter())
+    handler.addFilter(CorrelationIdFilter(default_value="-" if log_format == "text" else None))
     formatter: logging.Formatter
     if log_format == "json":
         formatter = UtcJsonFormatter(
@@ -71,17 +99,34 @@ def skip_unused_record_fields() -> None:
     logging.logMultiprocessing = False
 
 
+def default_format() -> str:
+    """`text` for a person at a terminal, `json` for everything that collects logs."""
+    return "text" if sys.stderr.isatty() else "json"
+
+
 def configure_logging() -> None:
     """Set up the root logger in every process, including uvicorn's worker processes,
-    which do not inherit the CLI's set-up. A no-op when already set (e.g. under pytest)."""
+    which do not inherit the CLI's set-up (they do inherit stderr, so they guess the same
+    format). A no-op when already set (e.g. under pytest)."""
     root = logging.getLogger()
     if root.handlers:
         return
     skip_unused_record_fields()
-    log_format = os.environ.get("HOLLANG_LOG_FORMAT", "json").strip().lower()
+    log_format = os.environ.get("HOLLANG_LOG_FORMAT", "").strip().lower() or default_format()
     level = os.environ.get("HOLLANG_LOG_LEVEL", "INFO").strip().upper()
     root.addHandler(make_handler(log_format))
     root.setLevel(level)
+    quiet_startup_noise()
+
+
+def quiet_startup_noise() -> None:
+    by_logger: dict[str, list[str]] = {}
+    for name, prefix in STARTUP_NOISE:
+        by_logger.setdefault(name, []).append(prefix)
+    for name, prefixes in by_logger.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, StartupNoise) for f in logger.filters):
+            logger.addFilter(StartupNoise(tuple(prefixes)))
 
 
 def log_request(

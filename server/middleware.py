@@ -105,16 +105,22 @@ class BodySizeLimit:
 
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-# The OpenAPI UIs load their scripts, styles and fonts from CDNs and run an inline script.
+# The documentation pages load only this service's files (server/routes/docs.py). /docs
+# (Swagger UI) needs nothing inline; its icons are data: images in its stylesheet. ReDoc
+# styles itself with styled-components, which inserts <style> elements at run time:
+# without style-src 'unsafe-inline' Chromium blocks them and ReDoc fails to render ("An
+# error occurred ... #17"); a nonce would need a per-request policy and page, for a
+# page whose scripts are all 'self' anyway. Its search index runs in a blob: worker.
 DOCS_CSP = (
-    "default-src 'self'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.jsdelivr.net; "
-    "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+REDOC_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src blob:; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+PAGE_CSP = {"/docs": DOCS_CSP, "/docs/oauth2-redirect": DOCS_CSP, "/redoc": REDOC_CSP}
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
@@ -131,7 +137,10 @@ def _raw(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...
 
 
 _API_HEADERS = _raw((*SECURITY_HEADERS, ("Content-Security-Policy", API_CSP)))
-_DOCS_HEADERS = _raw((*SECURITY_HEADERS, ("Content-Security-Policy", DOCS_CSP)))
+_PAGE_HEADERS = {
+    path: _raw((*SECURITY_HEADERS, ("Content-Security-Policy", policy)))
+    for path, policy in PAGE_CSP.items()
+}
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
 
@@ -180,7 +189,7 @@ class RequestEdge:
             request_id = uuid.uuid4().hex
         correlation_id.set(request_id)
         id_header = (_REQUEST_ID, request_id.encode("latin-1"))
-        extra = _DOCS_HEADERS if scope["path"] in DOCS_PATHS else _API_HEADERS
+        extra = _PAGE_HEADERS.get(scope["path"], _API_HEADERS)
         status = HTTPStatus.INTERNAL_SERVER_ERROR.value  # what the server sends if we raise
 
         async def edge_send(message: Message) -> None:

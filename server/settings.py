@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(default=3, ge=1, le=10, description="botocore retries")
     image_url_expiry: int = Field(default=3600, ge=60, description="presigned URL seconds")
     max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    bundled_images: bool = Field(
+        default=True,
+        description="answer GET /images/... from the bundled catalogue's placeholders "
+        "when the store has no such image",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

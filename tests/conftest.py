@@ -1,4 +1,6 @@
-"""Fixtures: every database-backed fixture runs on SQLite and on MariaDB (see helpers)."""
+"""Fixtures: every database-backed fixture runs on SQLite and on MariaDB (see helpers), and
+every object-store fixture on a local folder and on a bucket of a moto S3 server that is
+started once per session (see s3support)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from tests.helpers import (
     BACKENDS,
+    MYSQL_URL,
+    REQUIRE_MYSQL,
     RunningService,
+    free_port,
     fresh_database_url,
     make_settings,
     start_service,
 )
+from tests.s3support import AWS_ENV, STORES, StoreUnderTest, s3_store
 
 
 @pytest.fixture(params=BACKENDS)
@@ -32,3 +39,81 @@ def service(
             tmp, url, admin_token="test-admin-token", cors_origins=["https://hollang.example"]
         )
         yield from start_service(settings)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_credentials() -> Iterator[None]:
+    """Fake credentials for boto3 in this process (subprocesses get them via `env`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(params=STORES)
+def objects(request: pytest.FixtureRequest, tmp_path: Path) -> StoreUnderTest:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if request.param == "local":
+        return StoreUnderTest("local", data_dir)
+    return s3_store(data_dir, request.getfixturevalue("moto_endpoint"))
+
+
+# The slow end-to-end cases (real server processes, 100k rows) run twice, not four times:
+# each store once and each database once, S3 paired with MariaDB as in production.
+PAIRS = [
+    pytest.param(("local", "sqlite"), id="local-sqlite"),
+    pytest.param(("s3", "mysql"), id="s3-mysql", marks=pytest.mark.mysql),
+]
+
+
+@pytest.fixture(params=PAIRS)
+def store_and_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[StoreUnderTest, str]]:
+    kind, backend = request.param
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if kind == "local":
+        objects = StoreUnderTest("local", data_dir)
+    else:
+        objects = s3_store(data_dir, request.getfixturevalue("moto_endpoint"))
+    for url in fresh_database_url(backend, tmp_path):
+        yield objects, url
+
+
+# Without HOLLANG_TEST_MYSQL_URL the MariaDB half of the suite cannot run. Rather than a skip
+# line per case (about 150), its cases are deselected at collection and counted in one line
+# of the summary that says how to run them. HOLLANG_REQUIRE_MYSQL=1 keeps them, so each one
+# fails as it did; so does naming the `mysql` marker in `-m`, to see them skip one by one.
+_MYSQL_HALF = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if MYSQL_URL or REQUIRE_MYSQL or "mysql" in (config.option.markexpr or ""):
+        return
+    mysql_items = [item for item in items if item.get_closest_marker("mysql") is not None]
+    if not mysql_items:
+        return
+    config.stash[_MYSQL_HALF] = len(mysql_items)
+    config.hook.pytest_deselected(items=mysql_items)
+    items[:] = [item for item in items if item.get_closest_marker("mysql") is None]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    deselected = terminalreporter.config.stash.get(_MYSQL_HALF, 0)
+    if deselected:
+        terminalreporter.write_line(
+            f"MariaDB half skipped: {deselected} cases deselected (HOLLANG_TEST_MYSQL_URL is not"
+            " set); to run them: HOLLANG_TEST_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/"
+            "hollang_test make test (docs/development.md)"
+        )

@@ -23,7 +23,6 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
-from benchmarks.scratch import free_port, scratch_mysql_database, stop_process, wait_until_ready
 from cli.context import prepare_database
 from db.models import (
     Hobby,
@@ -35,6 +34,7 @@ from db.models import (
     User,
 )
 from db.session import Database
+from harness.scratch import free_port, scratch_mysql_database, stop_process, wait_until_ready
 from server.app import create_app
 from server.protocol import GuardedHttpToolsProtocol
 from server.settings import Settings

@@ -17,6 +17,9 @@ cd "$(dirname "$0")/../.."
 
 BASE_IMAGE="${HOLLANG_BASE_IMAGE:-python:3.11-slim-bookworm}"
 IMAGE="${HOLLANG_CHECK_IMAGE:-hollang:ci}"
+# The Debian release of the base image (python:3.11-slim-bookworm's), and the mirror
+# debootstrap fetches it from: HOLLANG_DEBIAN_MIRROR, else the one apt uses on this machine.
+DEBIAN_SUITE=bookworm
 DB_HOST=127.0.0.1
 DB_NAME="hollang_docker_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 CONTAINER="hollang-docker-check-$$"
@@ -62,6 +65,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The archive apt itself fetches SUITE from, as apt parsed its sources (sources.list,
+# sources.list.d/*.list and deb822 *.sources alike), so the check works wherever apt does.
+apt_mirror() {
+  # shellcheck disable=SC2016 # $(...) are apt's format fields, not shell expansions
+  apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null \
+    | awk -v suite="$1" '$1 == "deb" && $2 == suite { print $3; exit }' || true
+}
+
 # 1. Tools: the engine, debootstrap and docker-compose (to validate the stack), from Debian.
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
@@ -98,8 +109,11 @@ fi
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   say "building base image $BASE_IMAGE with debootstrap (once; cached in the image store)"
   rootfs="$WORK/rootfs"
+  mirror="${HOLLANG_DEBIAN_MIRROR:-$(apt_mirror "$DEBIAN_SUITE")}"
+  [[ -n "$mirror" ]] || not_run "apt's sources name no deb mirror for $DEBIAN_SUITE; set HOLLANG_DEBIAN_MIRROR"
+  say "debootstrap $DEBIAN_SUITE from $mirror"
   if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-    bookworm "$rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1; then
+    "$DEBIAN_SUITE" "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
     tail -5 "$WORK/debootstrap.log"
     not_run "debootstrap could not build the base image"
   fi
@@ -109,7 +123,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   rm -rf "$rootfs"
 fi
 
-# 4. The compose stack resolves (with .env made from .env.example, as the README says).
+# 4. The compose stack resolves (with .env made from .env.example, as docs/deployment.md says).
 mkdir -p "$WORK/compose/deploy"
 cp docker-compose.yml "$WORK/compose/" && cp .env.example "$WORK/compose/.env"
 cp -R deploy/compose "$WORK/compose/deploy/"

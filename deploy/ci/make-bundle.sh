@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the CodeDeploy revision: appspec.yml at the root, the hook scripts, and what the
-# plain-process mode installs (pyproject, README, packages). With IMAGE, pin the revision to
+# plain-process mode installs (pyproject, the lock, README, packages). With IMAGE, pin the revision to
 # that image (deploy/image.env), which the docker mode pulls.
 #   deploy/ci/make-bundle.sh OUT.tar.gz [IMAGE]
 set -euo pipefail
@@ -12,7 +12,7 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage" # the revision root; mktemp made it private
 
-cp -R appspec.yml pyproject.toml README.md server model db storage "$stage/"
+cp -R appspec.yml pyproject.toml requirements.txt README.md server model db storage cli "$stage/"
 mkdir -p "$stage/deploy"
 cp -R deploy/lib.sh deploy/wait_ready.py deploy/hooks "$stage/deploy/"
 if [[ -n "$image" ]]; then

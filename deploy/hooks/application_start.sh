@@ -47,7 +47,7 @@ case "$HOLLANG_DEPLOY_MODE" in
     export HOLLANG_HOST="${HOLLANG_HOST:-0.0.0.0}"
     export HOLLANG_DATA_DIR="${HOLLANG_DATA_DIR:-$HOLLANG_DEPLOY_HOME/data}"
     cd "$HOLLANG_DEPLOY_HOME"
-    raise_file_limit  # every client connection is a file (README, "Hostile traffic")
+    raise_file_limit  # every client connection is a file (docs/operations.md, "Hostile traffic")
     # Its own session (so ApplicationStop can signal the whole group) and no handle on
     # this script's stdout: the CodeDeploy agent waits for that to close.
     setsid "$release/venv/bin/hollang" serve </dev/null >>"$LOG_DIR/hollang.log" 2>&1 &

@@ -48,11 +48,16 @@ case "$HOLLANG_DEPLOY_MODE" in
       mkdir -p "$release/src"
       # Build from a copy: pip writes build metadata next to the sources, and the
       # deployment archive belongs to the CodeDeploy agent.
-      cp -R "$REVISION_DIR"/{pyproject.toml,README.md,server,model,db,storage} "$release/src/"
+      cp -R "$REVISION_DIR"/{pyproject.toml,requirements.txt,README.md,server,model,db,storage,cli} "$release/src/"
       "${HOLLANG_DEPLOY_PYTHON:-python3}" -m venv "$release/venv"
+      # The dependencies exactly as locked (the image installs the same file), then the
+      # package alone.
       # shellcheck disable=SC2086 # HOLLANG_DEPLOY_PIP_ARGS is a list of arguments
       "$release/venv/bin/pip" install --quiet --disable-pip-version-check \
-        ${HOLLANG_DEPLOY_PIP_ARGS:-} "$release/src"
+        ${HOLLANG_DEPLOY_PIP_ARGS:-} --require-hashes --no-deps -r "$release/src/requirements.txt"
+      # shellcheck disable=SC2086
+      "$release/venv/bin/pip" install --quiet --disable-pip-version-check \
+        ${HOLLANG_DEPLOY_PIP_ARGS:-} --no-deps "$release/src"
       touch "$release/.installed"
     fi
     ;;

@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 
 from server.routes import (
     admin,
+    docs,
     health,
     hobbies,
     images,
@@ -34,6 +35,7 @@ PUBLIC: tuple[APIRouter, ...] = (
     hobbies.router,
     images.router,
     metrics.router,
+    docs.router,
 )
 ADMIN: tuple[APIRouter, ...] = (admin.router, images.admin_router)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import time
@@ -29,13 +30,21 @@ async def live(request: Request) -> Response:
     return Response(_ALIVE, media_type=JSON)
 
 
+# Reported in `checks` without making the service unready.
+INFORMATIONAL = frozenset({"modelRegistry", "images"})
+
+
 async def _checks(services: Services) -> dict[str, str]:
-    checks = {"database": await services.readiness.status()}
+    database, images = await asyncio.gather(
+        services.readiness.status(), services.image_readiness.status()
+    )
+    checks = {"database": database}
     if services.engine.model is not None:
         checks["model"] = "ok"
     else:
         checks["model"] = f"not loaded ({services.models.last_error or 'starting'})"
     checks["catalog"] = "ok" if services.catalog.catalog.hobby_by_key else "empty"
+    checks["images"] = images
     if services.models.last_error:
         checks["modelRegistry"] = services.models.last_error
     return checks
@@ -45,9 +54,10 @@ async def _checks(services: Services) -> dict[str, str]:
 @router.get("/actuator/health", include_in_schema=False)
 async def ready(services: ServicesDep) -> JSONResponse:
     """Ready when the database answers and takes writes, a model is loaded and a catalogue
-    is in memory. Answers within a second under any load (server/readiness.py)."""
+    is in memory. Answers within a second under any load (server/readiness.py).
+    `checks.images` names the catalogue's images that would be a 404, without failing."""
     checks = await _checks(services)
-    failing = {k: v for k, v in checks.items() if k != "modelRegistry" and v != "ok"}
+    failing = {k: v for k, v in checks.items() if k not in INFORMATIONAL and v != "ok"}
     if failing:
         response = error_response(
             503, "not ready: " + "; ".join(f"{k} {v}" for k, v in failing.items())

@@ -8,12 +8,19 @@ routes are what `imageUrl` points at.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.deps import ServicesDep, require_admin
 from server.errors import ApiError
-from server.images import CACHE_CONTROL, ImageError, content_type_of, image_key, store_image
+from server.images import (
+    CACHE_CONTROL,
+    ImageError,
+    bundled_image,
+    content_type_of,
+    image_key,
+    store_image,
+)
 from server.routes.docs import ERRORS
 from server.schemas import Camel, Envelope
 from server.uploads import read_capped_body
@@ -49,7 +56,8 @@ def _key_or_404(kind: str, name: str) -> str:
     },
 )
 async def get_image(kind: str, name: str, services: ServicesDep) -> Response:
-    """The image under that key; a missing image is a 404 for the image alone."""
+    """The image under that key, else the bundled catalogue's placeholder for it; a
+    missing image is a 404 for the image alone."""
     key = _key_or_404(kind, name)
     store = services.objects
     expiry = services.settings.image_url_expiry
@@ -61,7 +69,12 @@ async def get_image(kind: str, name: str, services: ServicesDep) -> Response:
             return RedirectResponse(url, 302, headers={"Cache-Control": REDIRECT_CACHE_CONTROL})
         stream = await run_in_threadpool(store.open, key)
     except ObjectNotFound:
-        raise ApiError(404, "No such image.") from None
+        bundled = bundled_image(key) if services.settings.bundled_images else None
+        if bundled is None:
+            raise ApiError(404, "No such image.") from None
+        return FileResponse(
+            bundled, media_type=content_type_of(key), headers={"Cache-Control": CACHE_CONTROL}
+        )
     except ObjectStoreError:
         raise ApiError(
             503, "The image store is unavailable; retry shortly.", headers={"Retry-After": "5"}

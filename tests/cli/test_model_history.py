@@ -15,7 +15,7 @@ from cli.context import prepare_database
 from cli.main import main
 from model.modelfile import ModelFile
 from model.registry import POINTER_KEY, ModelRegistry
-from tests.storage.s3support import LABELS, StoreUnderTest, model_bytes
+from tests.s3support import LABELS, StoreUnderTest, model_bytes
 
 NOT_A_HOBBY = "달 표면에서 스카이다이빙하기"
 

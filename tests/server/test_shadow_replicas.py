@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from cli.main import main
 from model.modelfile import ModelFile
 from tests.helpers import serve_process, submission
-from tests.observability.scrape import key, parse
-from tests.storage.s3support import BUNDLED, StoreUnderTest, model_bytes, wait_for
+from tests.s3support import BUNDLED, StoreUnderTest, model_bytes, wait_for
+from tests.server.scrape import key, parse
 
 POLL = 1.0
 SLACK = 3.0  # fetch + full validation in the sandbox, on a busy 2-core machine

@@ -20,8 +20,8 @@ from model.modelfile import ModelFile
 from server import metrics
 from tests.helpers import RunningService, answers_for, make_settings, start_service
 from tests.model import hostile
-from tests.observability.scrape import delta, key, scrape
-from tests.storage.s3support import model_bytes
+from tests.s3support import model_bytes
+from tests.server.scrape import delta, key, scrape
 
 AUTH = {"Authorization": "Bearer test-admin-token"}
 INPUTS = [(0, 0, 0, 0), (3, 3, 3, 3), (1, 2, 3, 0), (2, 0, 1, 3), (3, 1, 0, 2), (0, 3, 2, 1)]

@@ -12,7 +12,7 @@ import pytest
 from storage.objectstore import ObjectNotFound, ObjectStoreError, PreconditionFailed
 from storage.s3 import S3ObjectStore
 from tests.helpers import free_port
-from tests.storage.s3support import StoreUnderTest, chunks
+from tests.s3support import StoreUnderTest, chunks
 
 
 def test_put_get_stream_list(objects: StoreUnderTest) -> None:

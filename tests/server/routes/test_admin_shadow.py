@@ -6,23 +6,31 @@ that cannot be scored is refused or reported without touching serving."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import numpy_helper
 
 from model.modelfile import INPUT_NAME, ModelFile, ModelMetadata, build_mlp
 from model.registry import ModelRegistry
 from tests.helpers import RunningService, answers_for
-from tests.observability.scrape import delta, key, scrape
-from tests.storage.s3support import LABELS, model_bytes, wait_for
+from tests.s3support import LABELS, model_bytes, wait_for
+from tests.server.scrape import delta, key, scrape
 
 AUTH = {"Authorization": "Bearer test-admin-token"}
 NOT_A_HOBBY = "달 표면에서 스카이다이빙하기"
 INPUTS = [(e, n, f, j) for e in range(4) for n in (0, 3) for f in (1, 2) for j in (0, 3)][:20]
+
+
+@pytest.fixture(scope="module")
+def client(service: RunningService) -> Iterator[httpx.Client]:
+    with service.client() as http:
+        yield http
 
 
 def registry_of(service: RunningService) -> ModelRegistry:
