@@ -339,6 +339,13 @@ class _Sampler:
             POOL_SIZE.set(size())
 
 
+def _forget(sampler: _Sampler) -> None:
+    """The app stops: the versions it held are no longer held (for an app in a process that
+    goes on, as in tests; a worker that exits leaves the live gauges anyway)."""
+    sampler.model = _mark(MODEL_ACTIVE, sampler.model, None)
+    sampler.shadow = _mark(MODEL_SHADOW, sampler.shadow, None)
+
+
 def _mark(gauge: Gauge, was: str | None, now: str | None) -> str | None:
     """Move a version marker: the old version's series drops to 0 (which a scrape hides:
     a multiprocess file keeps what was written, so removing the child is not enough), the
@@ -370,7 +377,9 @@ async def keep_sampling(services: Services) -> None:
                 log.warning("metrics sample failed", exc_info=True)
             await asyncio.sleep(SAMPLE_INTERVAL)
     finally:
-        _SAMPLERS.pop(id(services), None)
+        sampler = _SAMPLERS.pop(id(services), None)
+        if sampler is not None:
+            _forget(sampler)
 
 
 def multiproc_dir() -> Path | None:
