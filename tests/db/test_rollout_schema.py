@@ -10,12 +10,16 @@ no running release needs what it removes.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -25,8 +29,9 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from cli.context import prepare_database
 from db.migrate import MIGRATIONS, is_current
 from db.models import CatalogVersion
+from harness.scratch import stop_process, wait_until_ready
 from server.settings import Settings
-from tests.helpers import ROOT, fresh_database_url
+from tests.helpers import ROOT, free_port, fresh_database_url, submission
 
 REHEARSAL_MIGRATIONS = ROOT / "deploy" / "rehearse" / "migrations"
 
@@ -194,5 +199,47 @@ def test_replicas_starting_together_migrate_and_seed_once(mysql_url: str, tmp_pa
         with engine.connect() as connection:
             assert connection.scalar(select(func.count()).select_from(CatalogVersion)) == 1
             assert connection.scalar(text("SELECT COUNT(*) FROM alembic_version")) == 1
+    finally:
+        engine.dispose()
+
+
+def test_the_previous_release_restarts_and_serves_on_the_expanded_schema(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Mid-rollout green has migrated to 0005; a blue replica that restarts then (a crash,
+    a reboot, a rollback) runs this release's `hollang serve`, which does not know 0005:
+    it must start, leave the schema alone and store submissions."""
+    config = scripts(REHEARSAL_MIGRATIONS / "0005_green.py", tmp_path)
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+    env = {**os.environ, "HOLLANG_DATABASE_URL": database_url, "HOLLANG_DATA_DIR": str(tmp_path)}
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("hollang")), "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_ready(process, f"http://127.0.0.1:{port}/health/ready", log=log, timeout=90)
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/test-responses", json=submission(), timeout=10
+        )
+        assert created.status_code == 200, created.text
+    finally:
+        stop_process(process, timeout=60)
+    assert process.returncode == 0, log.read_text()[-2000:]
+    assert "a revision of a newer release: not migrating" in log.read_text()
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == (
+                "0005_rehearsal_expand"
+            )
+            assert connection.scalar(text("SELECT COUNT(*) FROM user")) == 1
+            assert connection.scalar(text("SELECT COUNT(rehearsal_note) FROM user")) == 0
     finally:
         engine.dispose()
