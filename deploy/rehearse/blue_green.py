@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import os
@@ -279,7 +280,7 @@ def make_instance(
 
 
 def configure(
-    instance: Instance, port: int, database_url: str, s3: str, ready_timeout: int
+    instance: Instance, port: int, database_url: str, s3: str, ready_timeout: int, wheels: Path
 ) -> None:
     instance.configure(
         HOLLANG_DEPLOY_MODE="process",
@@ -294,22 +295,31 @@ def configure(
         HOLLANG_S3_ENDPOINT_URL=s3,
         HOLLANG_S3_REGION="us-east-1",
         HOLLANG_LOG_LEVEL="WARNING",
-        # Byte-compiling every installed module is most of an install's CPU; the service
-        # compiles what it imports on first start instead.
-        HOLLANG_DEPLOY_PIP_ARGS="--no-compile",
-        # The runas user has no home; without a cache every install downloads every wheel.
-        PIP_CACHE_DIR=str(pip_cache()),
+        # Offline from the wheelhouse; and byte-compiling every installed module is most of
+        # an install's CPU, so the service compiles what it imports on first start instead.
+        HOLLANG_DEPLOY_PIP_ARGS=f"--no-compile --no-index --find-links {wheels}",
         **AWS,
     )
 
 
-def pip_cache() -> Path:
-    """A pip cache the runas user can write, kept between rehearsals on this machine."""
-    cache = Path(os.environ.get("HOLLANG_REHEARSE_PIP_CACHE", "/var/tmp/hollang-rehearse-pip"))
-    cache.mkdir(parents=True, exist_ok=True)
-    if AS_ROOT:
-        shutil.chown(cache, RUNAS)
-    return cache
+def wheelhouse(revision: Path) -> Path:
+    """Every wheel a release needs (and its build backend), downloaded once per machine
+    and dependency set: installs from it are offline, so an install costs unpacking only.
+    (pip's own cache does not help here: the downloads through this machine's proxy are
+    not cacheable, so every venv fetched every wheel again.)"""
+    house = Path(os.environ.get("HOLLANG_REHEARSE_WHEELS", "/var/tmp/hollang-rehearse-wheels"))
+    house.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256((revision / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    stamp = house / f".complete-{digest}"
+    if not stamp.exists():
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(house)]
+        subprocess.run(
+            [*pip, "setuptools>=68", "wheel", str(revision)],
+            check=True,
+            timeout=900,
+        )
+        stamp.touch()
+    return house
 
 
 def run_hooks(instance: Instance, events: tuple[str, ...]) -> tuple[bool, str]:
@@ -435,6 +445,8 @@ def rehearse(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         s3 = stack.enter_context(moto_s3(workdir))
         with phases.phase("bundle the blue, green and bad-green revisions"):
             revisions = make_revisions(workdir)
+        with phases.phase("wheelhouse (downloads only when the dependencies changed)"):
+            wheels = wheelhouse(revisions["blue"])
         haproxy = HAProxy(workdir, ports, check_ms=args.check_ms)
         haproxy.start()
         stack.callback(haproxy.stop)
@@ -448,7 +460,7 @@ def rehearse(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 instance = make_instance(
                     workdir / deployment_id, name, revisions[revision], deployment_id, releases
                 )
-                configure(instance, ports[name], database_url, s3, ready_timeout)
+                configure(instance, ports[name], database_url, s3, ready_timeout, wheels)
                 stack.callback(lambda i=instance: i.hook("ApplicationStop"))
                 instances.append(instance)
             return instances
