@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 BASE_IMAGE="${HOLLANG_BASE_IMAGE:-python:3.11-slim-bookworm}"
+DEBIAN_SUITE=bookworm # the base image's release; fetched from the mirror apt uses here
 PROJECT="hollang-compose-check-$$"
 WORK="$(mktemp -d)"
 STACK="$WORK/stack"
@@ -56,6 +57,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# As docker-check.sh: the archive apt itself fetches SUITE from.
+apt_mirror() {
+  # shellcheck disable=SC2016 # $(...) are apt's format fields, not shell expansions
+  apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null \
+    | awk -v suite="$1" '$1 == "deb" && $2 == suite { print $3; exit }' || true
+}
+
 # 1. Tools, engine and base image: as docker-check.sh does.
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
@@ -88,8 +96,10 @@ fi
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   say "building base image $BASE_IMAGE with debootstrap (once; cached in the image store)"
   rootfs="$WORK/rootfs"
+  mirror="${HOLLANG_DEBIAN_MIRROR:-$(apt_mirror "$DEBIAN_SUITE")}"
+  [[ -n "$mirror" ]] || not_run "apt's sources name no deb mirror for $DEBIAN_SUITE; set HOLLANG_DEBIAN_MIRROR"
   if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-    bookworm "$rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1; then
+    "$DEBIAN_SUITE" "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
     tail -5 "$WORK/debootstrap.log"
     not_run "debootstrap could not build the base image"
   fi
@@ -100,7 +110,8 @@ fi
 
 # 2. A copy of the stack with its .env; the API on a free host port.
 mkdir -p "$STACK/deploy"
-cp -R Dockerfile .dockerignore docker-compose.yml pyproject.toml README.md server model db storage "$STACK/"
+cp -R Dockerfile .dockerignore docker-compose.yml pyproject.toml requirements.txt README.md \
+  server model db storage cli "$STACK/"
 cp -R deploy/compose deploy/wait_ready.py "$STACK/deploy/"
 find "$STACK" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -7,7 +7,7 @@ steers an ALB's target groups. Behind it:
 * blue: two replicas of this tree, installed and started through appspec.yml's hooks in
   process mode (tests/deploy/codedeploy.py runs them as the CodeDeploy agent does);
 * one MariaDB database and one moto S3 bucket, shared by every replica;
-* keep-alive clients (benchmarks/load.py's submissions and reads) for the whole rollout.
+* keep-alive clients (harness/load.py's submissions and reads) for the whole rollout.
 
 Then, with the load running:
 
@@ -21,7 +21,7 @@ Then, with the load running:
 4. ... blue is drained (no new requests; those in flight finish) for the drain delay;
 5. blue is stopped through ApplicationStop.
 
-Afterwards the load stops and benchmarks/load.py's audit compares the database with what
+Afterwards the load stops and harness/load.py's audit compares the database with what
 the clients were told. The report (stdout, and --json) has each phase's duration, every
 status the clients saw, HAProxy's own counters and the audit; the exit status is 1 unless
 no request failed, nothing answered 5xx, the audit holds, the bad green got no request and
@@ -58,8 +58,8 @@ sys.path.insert(0, str(ROOT))
 import boto3  # noqa: E402
 import httpx  # noqa: E402
 
-from benchmarks.load import Tally, audit, client_loop  # noqa: E402
-from benchmarks.scratch import free_port, scratch_mysql_database  # noqa: E402
+from harness.load import Tally, audit, client_loop  # noqa: E402
+from harness.scratch import free_port, scratch_mysql_database  # noqa: E402
 from tests.deploy.codedeploy import AS_ROOT, RUNAS, Instance, build_revision  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -309,12 +309,16 @@ def wheelhouse(revision: Path) -> Path:
     not cacheable, so every venv fetched every wheel again.)"""
     house = Path(os.environ.get("HOLLANG_REHEARSE_WHEELS", "/var/tmp/hollang-rehearse-wheels"))
     house.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256((revision / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    locked = revision / "requirements.txt"
+    digest = hashlib.sha256(locked.read_bytes()).hexdigest()[:16]
     stamp = house / f".complete-{digest}"
     if not stamp.exists():
         pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(house)]
         subprocess.run(
-            [*pip, "setuptools>=68", "wheel", str(revision)],
+            [*pip, "--require-hashes", "--no-deps", "-r", str(locked)], check=True, timeout=900
+        )
+        subprocess.run(
+            [*pip, "setuptools>=68", "wheel"],
             check=True,
             timeout=900,
         )
