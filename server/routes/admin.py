@@ -16,8 +16,7 @@ from model.engine import LoadedModel
 from model.modelfile import ModelFileError
 from model.registry import RegistryError
 from server.deps import ServicesDep, require_admin
-from server.errors import ApiError
-from server.routes.docs import ERRORS, ErrorBody
+from server.errors import ERRORS, ApiError, ErrorBody
 from server.schemas import Camel, Envelope
 from server.uploads import UPLOAD_FRAMING, read_capped_body
 from storage.objectstore import ObjectStoreError

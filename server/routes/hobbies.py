@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query
 
 from db.recommendations import HOBBY_SORTS, rank_hobbies
 from server.deps import ServicesDep
-from server.errors import ApiError
-from server.routes.docs import ERRORS
+from server.errors import ERRORS, ApiError
 from server.schemas import Envelope, HobbiesData, RankedHobbyOut
 
 router = APIRouter(tags=["hobbies"])

@@ -16,9 +16,8 @@ from db.recommendations import (
     record_survey,
 )
 from server.deps import Services, ServicesDep
-from server.errors import ApiError
+from server.errors import ERRORS, ApiError, ErrorBody
 from server.responses import json_response
-from server.routes.docs import ERRORS, ErrorBody
 from server.schemas import (
     Envelope,
     RecommendationData,

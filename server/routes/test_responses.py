@@ -12,7 +12,7 @@ from db.ownership import new_token
 from db.recommendations import Recorded, Submission, count_test_responses
 from db.write_batcher import PendingWrite
 from server.deps import ServicesDep
-from server.errors import ApiError
+from server.errors import ERRORS, ApiError
 from server.idempotency import (
     REUSED_KEY_RESPONSE,
     IdempotencyKeyHeader,
@@ -21,7 +21,6 @@ from server.idempotency import (
     stored_response,
 )
 from server.responses import json_response
-from server.routes.docs import ERRORS
 from server.schemas import (
     CountData,
     CountOut,

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from server.deps import ServicesDep
-from server.errors import ApiError
-from server.routes.docs import ERRORS
+from server.errors import ERRORS, ApiError
 from server.schemas import Envelope, TestData
 
 router = APIRouter(tags=["tests"])
