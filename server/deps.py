@@ -96,11 +96,16 @@ async def get_settings(request: Request) -> Settings:
     return services_of(request).settings
 
 
+async def get_model_service(request: Request) -> ModelService:
+    return services_of(request).models
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 CatalogDep = Annotated[CatalogCache, Depends(get_catalog)]
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 SubmissionWriterDep = Annotated[SubmissionWriter, Depends(get_submission_writer)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 
 RecommendationId = Annotated[int, Path(alias="id", ge=1, le=2**63 - 1)]
 

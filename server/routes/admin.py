@@ -15,8 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from model.engine import LoadedModel
 from model.modelfile import ModelFileError
 from model.registry import RegistryError
-from server.deps import ServicesDep, require_admin
+from server.deps import ModelServiceDep, SettingsDep, require_admin
 from server.errors import ERRORS, ApiError, ErrorBody
+from server.model_service import ModelService
 from server.schemas import Camel, Envelope
 from server.uploads import UPLOAD_FRAMING, read_capped_body
 from storage.objectstore import ObjectStoreError
@@ -63,24 +64,24 @@ def _describe(model: LoadedModel | None) -> dict[str, Any] | None:
     return {**model.file.describe(), "loadedAt": model.loaded_at}
 
 
-async def _status(services: ServicesDep, quality: dict[str, Any] | None = None) -> ModelStatus:
-    pointer = await services.models.history()
+async def _status(models: ModelService, quality: dict[str, Any] | None = None) -> ModelStatus:
+    pointer = await models.history()
     return ModelStatus(
         quality=quality,
-        active=_describe(services.engine.model),
+        active=_describe(models.engine.model),
         pointer=None
         if pointer is None
         else {
             "active": pointer.active.describe(),
             "history": [entry.describe() for entry in pointer.history],
         },
-        last_error=services.models.last_error,
+        last_error=models.last_error,
     )
 
 
 @router.get("/model", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
-async def get_model(services: ServicesDep) -> Envelope[ModelStatus]:
-    return Envelope(message="The active model and its history.", data=await _status(services))
+async def get_model(models: ModelServiceDep) -> Envelope[ModelStatus]:
+    return Envelope(message="The active model and its history.", data=await _status(models))
 
 
 UPLOAD_BODY = {
@@ -108,7 +109,8 @@ UPLOAD_BODY = {
 )
 async def upload_model(
     request: Request,
-    services: ServicesDep,
+    models: ModelServiceDep,
+    settings: SettingsDep,
     allow_degenerate: Annotated[
         bool,
         Query(
@@ -132,9 +134,9 @@ async def upload_model(
     Validated in a bounded child process (every batch size), then compared with the active
     model over all inputs (`data.quality`) and refused if degenerate or below
     `requireAgreement`."""
-    data = await _read_upload(request, services.settings.max_model_bytes)
+    data = await _read_upload(request, settings.max_model_bytes)
     try:
-        model, report = await services.models.upload(
+        model, report = await models.upload(
             data, allow_degenerate=allow_degenerate, require_agreement=require_agreement
         )
     except (ModelFileError, RegistryError) as exc:
@@ -143,7 +145,7 @@ async def upload_model(
         raise ApiError(503, f"The model store is unavailable: {exc}") from None
     return Envelope(
         message=f"Model {model.version} is active.",
-        data=await _status(services, report.describe()),
+        data=await _status(models, report.describe()),
     )
 
 
@@ -154,11 +156,11 @@ ROLLBACK_ERRORS = {
 
 
 @router.post("/model/rollback", response_model=Envelope[ModelStatus], responses=ROLLBACK_ERRORS)
-async def rollback_model(services: ServicesDep) -> Envelope[ModelStatus]:
+async def rollback_model(models: ModelServiceDep) -> Envelope[ModelStatus]:
     try:
-        model = await services.models.rollback()
+        model = await models.rollback()
     except (ModelFileError, RegistryError) as exc:
         raise ApiError(409, f"Cannot roll back: {exc}") from None
     except ObjectStoreError as exc:
         raise ApiError(503, f"The model store is unavailable: {exc}") from None
-    return Envelope(message=f"Rolled back to model {model.version}.", data=await _status(services))
+    return Envelope(message=f"Rolled back to model {model.version}.", data=await _status(models))
