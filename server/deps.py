@@ -114,7 +114,9 @@ def stored_recommendation(
     recommendation_id: RecommendationId, db: DatabaseDep
 ) -> StoredRecommendation:
     """The recommendation the path names, or the 404 envelope. A plain `def`: FastAPI runs
-    it on its thread pool, so the database read never blocks the event loop."""
+    it on its thread pool, so the database read never blocks the event loop. Through
+    `DatabaseDep` (one solve more than reading the request) so that overriding the
+    database reaches this read too."""
     try:
         with db.read_connection() as connection:
             return load_recommendation(connection, recommendation_id)
