@@ -14,6 +14,8 @@
 # unless HOLLANG_ALLOW_NO_DOCKER=1, which turns that case (and only that) into exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=engine.sh
+source deploy/ci/engine.sh
 
 BASE_IMAGE="${HOLLANG_BASE_IMAGE:-python:3.11-slim-bookworm}"
 DEBIAN_SUITE=bookworm # the base image's release; fetched from the mirror apt uses here
@@ -21,7 +23,6 @@ PROJECT="hollang-compose-check-$$"
 WORK="$(mktemp -d)"
 STACK="$WORK/stack"
 started=$SECONDS
-dockerd_pid=""
 stack_up=0
 
 say() { echo "compose-check: $*"; }
@@ -48,65 +49,15 @@ cleanup() {
   if ((stack_up)); then
     compose down --volumes --timeout 40 >/dev/null 2>&1 || true
   fi
-  if [[ -n "$dockerd_pid" ]]; then
-    say "stopping the engine this check started (pid $dockerd_pid)"
-    kill -TERM "$dockerd_pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.5; done
-  fi
+  engine_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# As docker-check.sh: the archive apt itself fetches SUITE from.
-apt_mirror() {
-  # shellcheck disable=SC2016 # $(...) are apt's format fields, not shell expansions
-  apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null \
-    | awk -v suite="$1" '$1 == "deb" && $2 == suite { print $3; exit }' || true
-}
-
-# 1. Tools, engine and base image: as docker-check.sh does.
-missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
-command -v docker >/dev/null || missing+=(docker.io)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v docker-compose >/dev/null || missing+=(docker-compose)
-if ((${#missing[@]})); then
-  say "installing ${missing[*]} with apt-get"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends "${missing[@]}"; } >"$WORK/apt.log" 2>&1; then
-    tail -5 "$WORK/apt.log"
-    not_run "could not install ${missing[*]} with apt-get"
-  fi
-fi
-if ! docker info >/dev/null 2>&1; then
-  say "no engine answering; starting dockerd --iptables=false --bridge=none"
-  dockerd --iptables=false --bridge=none >"$WORK/dockerd.log" 2>&1 &
-  dockerd_pid=$!
-  for _ in $(seq 1 60); do
-    docker info >/dev/null 2>&1 && break
-    kill -0 "$dockerd_pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  if ! docker info >/dev/null 2>&1; then
-    tail -5 "$WORK/dockerd.log"
-    kill -0 "$dockerd_pid" 2>/dev/null || dockerd_pid=""
-    not_run "dockerd did not start (log above)"
-  fi
-fi
-if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-  say "building base image $BASE_IMAGE with debootstrap (once; cached in the image store)"
-  rootfs="$WORK/rootfs"
-  mirror="${HOLLANG_DEBIAN_MIRROR:-$(apt_mirror "$DEBIAN_SUITE")}"
-  [[ -n "$mirror" ]] || not_run "apt's sources name no deb mirror for $DEBIAN_SUITE; set HOLLANG_DEBIAN_MIRROR"
-  if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-    "$DEBIAN_SUITE" "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
-    tail -5 "$WORK/debootstrap.log"
-    not_run "debootstrap could not build the base image"
-  fi
-  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-  tar -C "$rootfs" -c . | docker import --change 'LABEL org.hollang.base=debootstrap' - "$BASE_IMAGE" >/dev/null
-  rm -rf "$rootfs"
-fi
+# 1. Tools, engine and base image: as docker-check.sh does (deploy/ci/engine.sh).
+engine_tools "$WORK"
+engine_start "$WORK"
+engine_base_image "$BASE_IMAGE" "$DEBIAN_SUITE" "$WORK"
 
 # 2. A copy of the stack with its .env; the API on a free host port.
 mkdir -p "$STACK/deploy"
