@@ -55,9 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 # 1. Tools, engine and base image: as docker-check.sh does (deploy/ci/engine.sh).
-engine_tools "$WORK"
-engine_start "$WORK"
-engine_base_image "$BASE_IMAGE" "$DEBIAN_SUITE" "$WORK"
+engine_ready "$BASE_IMAGE" "$DEBIAN_SUITE" "$WORK"
 
 # 2. A copy of the stack with its .env; the API on a free host port.
 mkdir -p "$STACK/deploy"

@@ -64,11 +64,9 @@ cleanup() {
 trap cleanup EXIT
 
 # 1. Tools: the engine, debootstrap and docker-compose (to validate the stack), from Debian.
-engine_tools "$WORK"
 # 2. The engine: use a running one, else start one without network plumbing.
-engine_start "$WORK"
 # 3. The base image, built from Debian's packages when the tag is missing.
-engine_base_image "$BASE_IMAGE" "$DEBIAN_SUITE" "$WORK"
+engine_ready "$BASE_IMAGE" "$DEBIAN_SUITE" "$WORK"
 
 # 4. The compose stack resolves (with .env made from .env.example, as docs/deployment.md says).
 mkdir -p "$WORK/compose/deploy"

@@ -8,8 +8,9 @@
 #   say MESSAGE...  its progress line ("docker-check: ...")
 #   not_run REASON  its "... CHECK NOT RUN: REASON" line, then exit 1 (0 with
 #                   HOLLANG_ALLOW_NO_DOCKER=1): the engine cannot run here, not a failure of ours
-# and it calls engine_stop from its EXIT trap. Call these directly, never in $(...) or a pipe:
-# not_run must exit the check itself, and engine_start must set dockerd_pid in it.
+# and it calls engine_ready once, and engine_stop from its EXIT trap. Call these directly,
+# never in $(...) or a pipe: not_run must exit the check itself, and engine_start must set
+# dockerd_pid in it.
 
 # The dockerd that engine_start started, if it did; engine_stop stops only that one, so an
 # engine that was already running is left running.
@@ -85,4 +86,12 @@ engine_base_image() {
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   tar -C "$rootfs" -c . | docker import --change 'LABEL org.hollang.base=debootstrap' - "$image" >/dev/null
   rm -rf "$rootfs"
+}
+
+# engine_ready IMAGE SUITE WORKDIR: the tools, an engine that answers, and the base image IMAGE
+# (Debian SUITE), in that order; WORKDIR takes the logs and the debootstrap tree.
+engine_ready() {
+  engine_tools "$3"
+  engine_start "$3"
+  engine_base_image "$1" "$2" "$3"
 }
