@@ -52,8 +52,14 @@ def prepare_database(settings: Settings) -> None:
     """Migrate to the newest schema and seed the bundled catalogue into an empty database
     (what `hollang serve` does before it starts the workers)."""
     from db.catalog import DEFAULT_CATALOG, catalog_is_empty, load_catalog
+    from db.migrate import serialized
 
-    with open_database(settings, migrate=True) as database, database.write() as session:
+    # One replica at a time (db/migrate.py): two seeding an empty catalogue would collide.
+    with (
+        serialized(settings.resolved_database_url),
+        open_database(settings, migrate=True) as database,
+        database.write() as session,
+    ):
         if catalog_is_empty(session):
             result = load_catalog(session, DEFAULT_CATALOG.read_bytes(), "bundled default")
             log.info("seeded the bundled catalogue %s", result.version)

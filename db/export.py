@@ -23,8 +23,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Hobby, Recommendation, RecommendationHobby, Survey, TestResponse
-from model.scoring import mbti_from_scores
+from db.models import (
+    Hobby,
+    HobbyType,
+    Recommendation,
+    RecommendationHobby,
+    Survey,
+    TestResponse,
+)
 
 PAGE = 1000
 
@@ -72,6 +78,7 @@ def export_records(
             Recommendation.score_n,
             Recommendation.score_f,
             Recommendation.score_j,
+            Recommendation.hobby_type_id,
             Recommendation.model_version,
             RecommendationHobby.ranking,
             RecommendationHobby.hobby_id,
@@ -82,10 +89,15 @@ def export_records(
         .outerjoin(Survey, Survey.id == RecommendationHobby.survey_id)
         .order_by(TestResponse.id, RecommendationHobby.ranking)
     )
-    # Hobby names are mapped here, not joined: a few hundred rows, and a join lets a
-    # planner with stale statistics start from `hobby` and walk every recommended hobby.
+    # Hobby names and types are mapped here, not joined: a few hundred rows, and a join lets
+    # a planner with stale statistics start from `hobby` and walk every recommended hobby.
+    # The type is the one stored with the recommendation (the service stores the type its
+    # scores give), so db/ needs no scoring rule from model/.
     names = {
         row.id: row.original_name for row in session.execute(select(Hobby.id, Hobby.original_name))
+    }
+    types = {
+        row.id: row.mbti_type for row in session.execute(select(HobbyType.id, HobbyType.mbti_type))
     }
     last = low - 1
     while ids := session.scalars(keys.where(TestResponse.id > last)).all():
@@ -93,18 +105,19 @@ def export_records(
         # then scan every recommended hobby. The range holds exactly `ids` (same filters).
         rows = session.execute(details.where(TestResponse.id.between(ids[0], ids[-1]), *window))
         for response_id, group in itertools.groupby(rows, key=lambda row: row.id):
-            yield _record(response_id, list(group), names)
+            yield _record(response_id, list(group), names, types)
         last = ids[-1]
 
 
-def _record(response_id: int, hobbies: list[Any], names: dict[int, str]) -> dict[str, Any]:
+def _record(
+    response_id: int, hobbies: list[Any], names: dict[int, str], types: dict[int, str]
+) -> dict[str, Any]:
     first = hobbies[0]
-    scores = [first.score_e, first.score_n, first.score_f, first.score_j]
     return {
         "testResponseId": response_id,
         "createdAt": first.created_at.isoformat(timespec="seconds") + "Z",
-        "scores": scores,
-        "mbtiType": mbti_from_scores(scores),
+        "scores": [first.score_e, first.score_n, first.score_f, first.score_j],
+        "mbtiType": types[first.hobby_type_id],
         "modelVersion": first.model_version,
         "hobbies": [
             {"key": names[row.hobby_id], "ranking": row.ranking, "satisfaction": row.satisfaction}

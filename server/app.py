@@ -8,11 +8,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import server
 from db.catalog import (
@@ -23,13 +20,12 @@ from db.catalog import (
 from db.migrate import is_current
 from db.session import Database
 from db.write_batcher import SubmissionWriter
-from model.batcher import BadModelOutput, Overloaded
-from model.engine import ModelEngine, NoModelLoaded
+from model.engine import ModelEngine
 from model.registry import ModelRegistry
 from server import metrics
 from server.catalog_view import CatalogCache
 from server.deps import Services
-from server.errors import error_response, install_error_handlers
+from server.errors import install_error_handlers
 from server.heap import freeze_startup_heap, observe_pauses
 from server.images import ImageUrls
 from server.inference_client import remote_inference
@@ -153,7 +149,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    _install_fault_handlers(app)
     install_body_limit(app, settings)
     if settings.cors_origins:
         app.add_middleware(
@@ -168,48 +163,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_outer_middleware(app)
     document_bodies(app)
     return app
-
-
-def _install_fault_handlers(app: FastAPI) -> None:
-    """Faults of our dependencies become clear 503s that tell the client to retry."""
-
-    @app.exception_handler(Overloaded)
-    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-        return error_response(
-            503, "The service is overloaded; retry shortly.", headers={"Retry-After": "1"}
-        )
-
-    @app.exception_handler(BadModelOutput)
-    async def _bad_output(_: Request, exc: BadModelOutput) -> JSONResponse:
-        # Only this batch's callers; nothing was stored, and no made-up ranking is.
-        log.error("model output refused: %s", exc)
-        return error_response(
-            503, "The model gave an unusable answer; retry shortly.", headers={"Retry-After": "2"}
-        )
-
-    @app.exception_handler(NoModelLoaded)
-    async def _no_model(_: Request, exc: NoModelLoaded) -> JSONResponse:
-        return error_response(503, "No model is loaded yet.", headers={"Retry-After": "5"})
-
-    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-        busy = _is_contention(exc)
-        log.error(
-            "database %s on %s %s: %s",
-            "busy" if busy else "error",
-            request.method,
-            request.url.path,
-            type(exc).__name__,
-        )
-        message = "The database is busy" if busy else "The database is unavailable"
-        return error_response(503, f"{message}; retry shortly.", headers={"Retry-After": "2"})
-
-    for kind in (OperationalError, InterfaceError, PoolTimeout):
-        app.add_exception_handler(kind, _database_down)
-
-
-def _is_contention(exc: Exception) -> bool:
-    """A lock wait timed out: the database is up but contended, which operators read
-    differently from an outage. (A full pool is ambiguous: a hung server fills it too.)"""
-    orig = getattr(exc, "orig", None)
-    code = orig.args[0] if orig is not None and orig.args else None
-    return code == 1205 or "database is locked" in str(orig)  # InnoDB lock wait / SQLite

@@ -9,9 +9,11 @@ catalogue changes (checked by a cheap poll of one id).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from functools import cached_property
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from db.catalog import Catalog, HobbyEntry, HobbyTypeEntry
 from server.images import ImageUrls
@@ -138,15 +140,22 @@ class CatalogCache:
     def catalog(self) -> Catalog:
         return self.view.catalog
 
-    def covering(self, hobby_ids: Iterable[int], hobby_type_id: int) -> CatalogView:
+    def covering(self, hobby_ids: Collection[int], hobby_type_id: int) -> CatalogView:
         """A view that knows these ids: rows written by a worker (or a `catalog load`) with a
         newer catalogue than this worker's snapshot trigger a refresh instead of a failure."""
         view = self.view
-        catalog = view.catalog
-        if hobby_type_id in catalog.hobby_types and all(i in catalog.hobbies for i in hobby_ids):
+        if _covers(view, hobby_ids, hobby_type_id):
             return view
         self.refresh()
         return self.view
+
+    async def view_covering(self, hobby_ids: Collection[int], hobby_type_id: int) -> CatalogView:
+        """`covering` for an async route: the view in memory when it knows these ids, else
+        the refresh on a thread, so the event loop never waits for the database."""
+        view = self.view
+        if _covers(view, hobby_ids, hobby_type_id):
+            return view
+        return await run_in_threadpool(self.covering, hobby_ids, hobby_type_id)
 
     def refresh(self) -> bool:
         """Blocking (database); returns True when a new catalogue was installed."""
@@ -155,3 +164,8 @@ class CatalogCache:
         self.view = CatalogView(self._read(), self._images)
         log.info("catalogue %s installed", self.view.catalog.version)
         return True
+
+
+def _covers(view: CatalogView, hobby_ids: Collection[int], hobby_type_id: int) -> bool:
+    catalog = view.catalog
+    return hobby_type_id in catalog.hobby_types and all(i in catalog.hobbies for i in hobby_ids)

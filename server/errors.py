@@ -1,8 +1,10 @@
-"""The error envelope and every exception handler, in one place.
+"""The error envelope, its OpenAPI schema and every exception handler, in one place.
 
 Every error body is ``{"code": <HTTP status name>, "message": <text>}``; validation errors
 add ``"errors": [{"field", "message", "type"}]``. No stack trace, SQL or exception text of
-an unexpected failure ever reaches a client; the log has it.
+an unexpected failure ever reaches a client; the log has it. Faults of our dependencies
+(an overloaded or failing model, a database that is down or contended) are 503s that tell
+the client when to retry.
 """
 
 from __future__ import annotations
@@ -14,11 +16,38 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from model.batcher import BadModelOutput, Overloaded
+from model.engine import NoModelLoaded
+from server.schemas import Camel
+
 log = logging.getLogger("hollang.errors")
+
+
+class FieldError(Camel):
+    field: str
+    message: str
+    type: str | None = None
+
+
+class ErrorBody(BaseModel):  # every error body; a docstring would become its OpenAPI description
+    code: str
+    message: str
+    errors: list[FieldError] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "invalid request; `errors` lists the fields"},
+    404: {"model": ErrorBody, "description": "no such resource"},
+    413: {"model": ErrorBody, "description": "the body is over `HOLLANG_MAX_BODY_BYTES`"},
+    503: {"model": ErrorBody, "description": "overloaded or a dependency is down; retry"},
+}
 
 
 class ApiError(Exception):
@@ -86,6 +115,9 @@ def _validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str,
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Every handler: the envelope for our own and FastAPI's errors, 503s for faults of our
+    dependencies, and the catch-all 500 (`UnexpectedErrors`)."""
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.errors, exc.headers)
@@ -111,7 +143,53 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {**(headers or {}), "Allow": _allowed_methods(request)}
         return error_response(exc.status_code, message, headers=headers)
 
+    _install_fault_handlers(app)
     app.add_middleware(UnexpectedErrors)
+
+
+def _install_fault_handlers(app: FastAPI) -> None:
+    """Faults of our dependencies become clear 503s that tell the client to retry."""
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        return error_response(
+            503, "The service is overloaded; retry shortly.", headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(BadModelOutput)
+    async def _bad_output(_: Request, exc: BadModelOutput) -> JSONResponse:
+        # Only this batch's callers; nothing was stored, and no made-up ranking is.
+        log.error("model output refused: %s", exc)
+        return error_response(
+            503, "The model gave an unusable answer; retry shortly.", headers={"Retry-After": "2"}
+        )
+
+    @app.exception_handler(NoModelLoaded)
+    async def _no_model(_: Request, exc: NoModelLoaded) -> JSONResponse:
+        return error_response(503, "No model is loaded yet.", headers={"Retry-After": "5"})
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        busy = _is_contention(exc)
+        log.error(
+            "database %s on %s %s: %s",
+            "busy" if busy else "error",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        message = "The database is busy" if busy else "The database is unavailable"
+        return error_response(503, f"{message}; retry shortly.", headers={"Retry-After": "2"})
+
+    for kind in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(kind, _database_down)
+
+
+def _is_contention(exc: Exception) -> bool:
+    """A lock wait timed out: the database is up but contended, which operators read
+    differently from an outage. (A full pool is ambiguous: a hung server fills it too.)"""
+    orig = getattr(exc, "orig", None)
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code == 1205 or "database is locked" in str(orig)  # InnoDB lock wait / SQLite
 
 
 def _allowed_methods(request: Request) -> str:

@@ -14,8 +14,7 @@ from fastapi import Header
 from fastapi.responses import Response
 
 from db.idempotency import StoredResponse
-from server.errors import ApiError
-from server.routes.docs import ErrorBody
+from server.errors import ApiError, ErrorBody
 
 _CHARS = r"[!#-\[\]-~]"  # visible ASCII except the double quote and the backslash
 KEY_PATTERN = rf'^(?:{_CHARS}{{1,255}}|"{_CHARS}{{1,255}}")$'

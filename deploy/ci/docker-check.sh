@@ -5,15 +5,18 @@
 # original contract answers) and read the recommendation back, then stop the container
 # with SIGTERM and require a clean exit (code 0, no SIGKILL).
 #
-# It follows ../shared/docs/docker-here.md: Debian's docker.io, dockerd without bridge or
-# iptables, a base image built with debootstrap under the tag the Dockerfile names (built
-# only when missing: the image store persists between runs), --network=host.
+# It follows ../shared/docs/docker-here.md (those steps are in engine.sh, shared with
+# compose-check.sh): Debian's docker.io, dockerd without bridge or iptables, a base image
+# built with debootstrap under the tag the Dockerfile names (built only when missing: the
+# image store persists between runs), --network=host.
 #
 # When the engine cannot run here it prints "DOCKER CHECK NOT RUN: <reason>" and fails,
 # unless HOLLANG_ALLOW_NO_DOCKER=1, which turns that case (and only that) into exit 0.
 # An engine this script started is stopped again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=engine.sh
+source deploy/ci/engine.sh
 
 BASE_IMAGE="${HOLLANG_BASE_IMAGE:-python:3.11-slim-bookworm}"
 IMAGE="${HOLLANG_CHECK_IMAGE:-hollang:ci}"
@@ -25,7 +28,6 @@ DB_NAME="hollang_docker_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 CONTAINER="hollang-docker-check-$$"
 WORK="$(mktemp -d)"
 started=$SECONDS
-dockerd_pid=""
 db_created=0
 hooks_started=0
 
@@ -56,72 +58,15 @@ cleanup() {
   if ((db_created)); then
     mysql --user=root --host="$DB_HOST" -e "DROP DATABASE IF EXISTS \`$DB_NAME\`" || true
   fi
-  if [[ -n "$dockerd_pid" ]]; then
-    say "stopping the engine this check started (pid $dockerd_pid)"
-    kill -TERM "$dockerd_pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.5; done
-  fi
+  engine_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# The archive apt itself fetches SUITE from, as apt parsed its sources (sources.list,
-# sources.list.d/*.list and deb822 *.sources alike), so the check works wherever apt does.
-apt_mirror() {
-  # shellcheck disable=SC2016 # $(...) are apt's format fields, not shell expansions
-  apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' 2>/dev/null \
-    | awk -v suite="$1" '$1 == "deb" && $2 == suite { print $3; exit }' || true
-}
-
 # 1. Tools: the engine, debootstrap and docker-compose (to validate the stack), from Debian.
-missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
-command -v docker >/dev/null || missing+=(docker.io)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v docker-compose >/dev/null || missing+=(docker-compose)
-if ((${#missing[@]})); then
-  say "installing ${missing[*]} with apt-get"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends "${missing[@]}"; } >"$WORK/apt.log" 2>&1; then
-    tail -5 "$WORK/apt.log"
-    not_run "could not install ${missing[*]} with apt-get"
-  fi
-fi
-
 # 2. The engine: use a running one, else start one without network plumbing.
-if ! docker info >/dev/null 2>&1; then
-  say "no engine answering; starting dockerd --iptables=false --bridge=none"
-  dockerd --iptables=false --bridge=none >"$WORK/dockerd.log" 2>&1 &
-  dockerd_pid=$!
-  for _ in $(seq 1 60); do
-    docker info >/dev/null 2>&1 && break
-    kill -0 "$dockerd_pid" 2>/dev/null || break
-    sleep 0.5
-  done
-  if ! docker info >/dev/null 2>&1; then
-    tail -5 "$WORK/dockerd.log"
-    kill -0 "$dockerd_pid" 2>/dev/null || dockerd_pid=""
-    not_run "dockerd did not start (log above)"
-  fi
-fi
-
 # 3. The base image, built from Debian's packages when the tag is missing.
-if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-  say "building base image $BASE_IMAGE with debootstrap (once; cached in the image store)"
-  rootfs="$WORK/rootfs"
-  mirror="${HOLLANG_DEBIAN_MIRROR:-$(apt_mirror "$DEBIAN_SUITE")}"
-  [[ -n "$mirror" ]] || not_run "apt's sources name no deb mirror for $DEBIAN_SUITE; set HOLLANG_DEBIAN_MIRROR"
-  say "debootstrap $DEBIAN_SUITE from $mirror"
-  if ! debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-    "$DEBIAN_SUITE" "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
-    tail -5 "$WORK/debootstrap.log"
-    not_run "debootstrap could not build the base image"
-  fi
-  # Downloads here pass a TLS proxy only the host trusts: give the image the host's bundle.
-  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-  tar -C "$rootfs" -c . | docker import --change 'LABEL org.hollang.base=debootstrap' - "$BASE_IMAGE" >/dev/null
-  rm -rf "$rootfs"
-fi
+engine_ready "$BASE_IMAGE" "$DEBIAN_SUITE" "$WORK"
 
 # 4. The compose stack resolves (with .env made from .env.example, as docs/deployment.md says).
 mkdir -p "$WORK/compose/deploy"

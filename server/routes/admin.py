@@ -17,9 +17,9 @@ from model.engine import LoadedModel
 from model.modelfile import ModelFileError
 from model.registry import RegistryError, UnknownVersion
 from server import metrics
-from server.deps import ServicesDep, require_admin
-from server.errors import ApiError
-from server.routes.docs import ERRORS, ErrorBody
+from server.deps import ModelServiceDep, SettingsDep, require_admin
+from server.errors import ERRORS, ApiError, ErrorBody
+from server.model_service import ModelService
 from server.schemas import Camel, Envelope
 from server.uploads import UPLOAD_FRAMING, read_capped_body
 from storage.objectstore import ObjectStoreError
@@ -73,11 +73,11 @@ def _describe(model: LoadedModel | None) -> dict[str, Any] | None:
     return {**model.file.describe(), "loadedAt": model.loaded_at}
 
 
-async def _status(services: ServicesDep, quality: dict[str, Any] | None = None) -> ModelStatus:
-    pointer = await services.models.history()
+async def _status(models: ModelService, quality: dict[str, Any] | None = None) -> ModelStatus:
+    pointer = await models.history()
     return ModelStatus(
         quality=quality,
-        active=_describe(services.engine.model),
+        active=_describe(models.engine.model),
         pointer=None
         if pointer is None
         else {
@@ -85,16 +85,16 @@ async def _status(services: ServicesDep, quality: dict[str, Any] | None = None) 
             "history": [entry.describe() for entry in pointer.history],
             "shadow": pointer.shadow.describe() if pointer.shadow else None,
         },
-        last_error=services.models.last_error,
-        shadow=_shadow_status(services),
+        last_error=models.last_error,
+        shadow=_shadow_status(models),
     )
 
 
-def _shadow_status(services: ServicesDep) -> dict[str, Any] | None:
+def _shadow_status(models: ModelService) -> dict[str, Any] | None:
     """This worker's shadow and, summed over every live worker's metrics, how it agrees
     with the active model on live inputs and what a run of it costs."""
-    scorer, active = services.engine.shadow, services.engine.model
-    error = services.models.shadow_error
+    scorer, active = models.engine.shadow, models.engine.model
+    error = models.shadow_error
     if scorer is None:
         return None if error is None else {"model": None, "error": error}
     return {
@@ -107,8 +107,8 @@ def _shadow_status(services: ServicesDep) -> dict[str, Any] | None:
 
 
 @router.get("/model", response_model=Envelope[ModelStatus], responses=ADMIN_ERRORS)
-async def get_model(services: ServicesDep) -> Envelope[ModelStatus]:
-    return Envelope(message="The active model and its history.", data=await _status(services))
+async def get_model(models: ModelServiceDep) -> Envelope[ModelStatus]:
+    return Envelope(message="The active model and its history.", data=await _status(models))
 
 
 UPLOAD_BODY = {
@@ -136,7 +136,8 @@ UPLOAD_BODY = {
 )
 async def upload_model(
     request: Request,
-    services: ServicesDep,
+    models: ModelServiceDep,
+    settings: SettingsDep,
     allow_degenerate: Annotated[
         bool,
         Query(
@@ -160,9 +161,9 @@ async def upload_model(
     Validated in a bounded child process (every batch size), then compared with the active
     model over all inputs (`data.quality`) and refused if degenerate or below
     `requireAgreement`."""
-    data = await _read_upload(request, services.settings.max_model_bytes)
+    data = await _read_upload(request, settings.max_model_bytes)
     try:
-        model, report = await services.models.upload(
+        model, report = await models.upload(
             data, allow_degenerate=allow_degenerate, require_agreement=require_agreement
         )
     except (ModelFileError, RegistryError) as exc:
@@ -171,7 +172,7 @@ async def upload_model(
         raise ApiError(503, f"The model store is unavailable: {exc}") from None
     return Envelope(
         message=f"Model {model.version} is active.",
-        data=await _status(services, report.describe()),
+        data=await _status(models, report.describe()),
     )
 
 
@@ -183,7 +184,7 @@ ROLLBACK_ERRORS = {
 
 @router.post("/model/rollback", response_model=Envelope[ModelStatus], responses=ROLLBACK_ERRORS)
 async def rollback_model(
-    services: ServicesDep,
+    models: ModelServiceDep,
     to: Annotated[
         str | None,
         Query(
@@ -195,12 +196,12 @@ async def rollback_model(
     ] = None,
 ) -> Envelope[ModelStatus]:
     try:
-        model = await services.models.rollback(to)
+        model = await models.rollback(to)
     except (ModelFileError, RegistryError) as exc:
         raise ApiError(409, f"Cannot roll back: {exc}") from None
     except ObjectStoreError as exc:
         raise ApiError(503, f"The model store is unavailable: {exc}") from None
-    return Envelope(message=f"Rolled back to model {model.version}.", data=await _status(services))
+    return Envelope(message=f"Rolled back to model {model.version}.", data=await _status(models))
 
 
 SHADOW_ERRORS = {
@@ -211,11 +212,11 @@ SHADOW_ERRORS = {
 
 
 @router.post("/model/shadow", response_model=Envelope[ModelStatus], responses=SHADOW_ERRORS)
-async def shadow_model(body: ShadowRequest, services: ServicesDep) -> Envelope[ModelStatus]:
+async def shadow_model(body: ShadowRequest, models: ModelServiceDep) -> Envelope[ModelStatus]:
     """Make every replica score live requests with a published version too, without
     serving it (validated here first, as any model); `{"version": null}` stops it."""
     try:
-        await services.models.set_shadow(body.version)
+        await models.set_shadow(body.version)
     except UnknownVersion as exc:
         raise ApiError(404, f"Cannot shadow: {exc}") from None
     except ModelFileError as exc:
@@ -229,4 +230,4 @@ async def shadow_model(body: ShadowRequest, services: ServicesDep) -> Envelope[M
         if body.version is not None
         else "No shadow model."
     )
-    return Envelope(message=message, data=await _status(services))
+    return Envelope(message=message, data=await _status(models))

@@ -1,42 +1,17 @@
-"""The error responses every route may give, for the OpenAPI document; and the pages that
-show that document, /docs (Swagger UI) and /redoc, with their scripts and styles served
-from the package so they work offline."""
+"""The pages that show the OpenAPI document, /docs (Swagger UI) and /redoc, with their
+scripts and styles served from the package so they work offline. (The error schemas the
+document shows live in `server.errors`.)"""
 
 from __future__ import annotations
 
 import os
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from starlette.types import Scope
-
-from server.schemas import Camel
-
-
-class FieldError(Camel):
-    field: str
-    message: str
-    type: str | None = None
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    errors: list[FieldError] | None = None
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "invalid request; `errors` lists the fields"},
-    404: {"model": ErrorBody, "description": "no such resource"},
-    413: {"model": ErrorBody, "description": "the body is over `HOLLANG_MAX_BODY_BYTES`"},
-    503: {"model": ErrorBody, "description": "overloaded or a dependency is down; retry"},
-}
-
 
 # ---- the documentation pages, /docs and /redoc, served offline ----
 

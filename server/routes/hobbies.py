@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from db.recommendations import HOBBY_SORTS, rank_hobbies
-from server.deps import ServicesDep
-from server.errors import ApiError
-from server.routes.docs import ERRORS
+from server.deps import CatalogDep, DatabaseDep
+from server.errors import ERRORS, ApiError
 from server.schemas import Envelope, HobbiesData, RankedHobbyOut
 
 router = APIRouter(tags=["hobbies"])
@@ -31,15 +30,16 @@ def parse_sort(sort: str) -> tuple[str, bool]:
 
 @router.get("/hobbies", response_model=Envelope[HobbiesData], responses=ERRORS)
 def list_hobbies(
-    services: ServicesDep,
+    db: DatabaseDep,
+    catalog: CatalogDep,
     page: Annotated[int, Query(ge=0, le=100_000)] = 0,
     size: Annotated[int, Query(ge=1, le=100)] = 20,
     sort: Annotated[str, Query(max_length=40, description=SORT_HELP)] = "recommendCount",
 ) -> Envelope[HobbiesData]:
     field, descending = parse_sort(sort)
-    with services.db.read() as session:
+    with db.read() as session:
         rows, total = rank_hobbies(session, page=page, size=size, sort=field, descending=descending)
-    images = services.catalog.view.images
+    images = catalog.view.images
     hobbies = [
         RankedHobbyOut(
             id=row.hobby_id,

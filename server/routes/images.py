@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 from starlette.concurrency import run_in_threadpool
 
 from server.deps import ServicesDep, require_admin
-from server.errors import ApiError
+from server.errors import ERRORS, ApiError
 from server.images import (
     CACHE_CONTROL,
     ImageError,
@@ -21,7 +21,6 @@ from server.images import (
     image_key,
     store_image,
 )
-from server.routes.docs import ERRORS
 from server.schemas import Camel, Envelope
 from server.uploads import read_capped_body
 from storage.objectstore import ObjectNotFound, ObjectStoreError

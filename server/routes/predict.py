@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from server.deps import services_of
+from server.errors import ERRORS
 from server.lean import LeanRoute, json_body, openapi_body
 from server.responses import ok
-from server.routes.docs import ERRORS
 from server.schemas import AnswersIn, Envelope, PredictionOut
 
 router = APIRouter(tags=["model"], route_class=LeanRoute)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header
 from fastapi.responses import Response
 
 from db.ownership import holds_token, stored_digest
-from db.recommendations import (
-    NotFound,
-    NotInRecommendation,
-    StoredRecommendation,
-    load_recommendation,
-    record_survey,
+from db.recommendations import NotFound, NotInRecommendation, record_survey
+from db.session import Database
+from server.deps import (
+    CatalogDep,
+    DatabaseDep,
+    RecommendationId,
+    SettingsDep,
+    StoredRecommendationDep,
 )
-from server.deps import Services, ServicesDep
-from server.errors import ApiError
+from server.errors import ERRORS, ApiError, ErrorBody
 from server.responses import json_response
-from server.routes.docs import ERRORS, ErrorBody
 from server.schemas import (
     Envelope,
     RecommendationData,
@@ -31,7 +31,6 @@ from server.schemas import (
 )
 
 router = APIRouter(tags=["recommendations"])
-RecommendationId = Annotated[int, Path(alias="id", ge=1, le=2**63 - 1)]
 TOKEN_HEADER = "X-Recommendation-Token"
 RecommendationToken = Annotated[
     str | None,
@@ -45,23 +44,16 @@ RecommendationToken = Annotated[
 ]
 
 
-def _load(services: Services, recommendation_id: int) -> StoredRecommendation:
-    try:
-        with services.db.read_connection() as connection:
-            return load_recommendation(connection, recommendation_id)
-    except NotFound:
-        raise ApiError(404, f"Recommendation {recommendation_id} does not exist.") from None
-
-
 @router.get(
     "/recommendations/{id}",
     response_model=Envelope[RecommendationData],
     responses=ERRORS,
 )
-def get_recommendation(recommendation_id: RecommendationId, services: ServicesDep) -> Response:
+async def get_recommendation(stored: StoredRecommendationDep, catalog: CatalogDep) -> Response:
     """Serialized once (`json_response`), not re-validated against the response model."""
-    stored = _load(services, recommendation_id)
-    view = services.catalog.covering([h.hobby_id for h in stored.hobbies], stored.hobby_type_id)
+    # Async: the row is read on the thread pool (`StoredRecommendationDep`) and the rest is
+    # in memory, so a request makes one thread hop, as the plain `def` route did.
+    view = await catalog.view_covering([h.hobby_id for h in stored.hobbies], stored.hobby_type_id)
     score_e, score_n, score_f, score_j = stored.scores
     out = RecommendationOut(
         id=stored.id,
@@ -83,12 +75,11 @@ def get_recommendation(recommendation_id: RecommendationId, services: ServicesDe
     response_model=Envelope[SharedRecommendationData],
     responses=ERRORS,
 )
-def get_shared_recommendation(
-    recommendation_id: RecommendationId, services: ServicesDep
+async def get_shared_recommendation(
+    stored: StoredRecommendationDep, catalog: CatalogDep
 ) -> Envelope[SharedRecommendationData]:
     """The public view: no survey state, no fit types, no content links."""
-    stored = _load(services, recommendation_id)
-    view = services.catalog.covering([h.hobby_id for h in stored.hobbies], stored.hobby_type_id)
+    view = await catalog.view_covering([h.hobby_id for h in stored.hobbies], stored.hobby_type_id)
     out = SharedRecommendationOut(
         id=stored.id,
         user=UserOut(id=stored.user_id, name=stored.user_name),
@@ -101,15 +92,17 @@ def get_shared_recommendation(
     )
 
 
-def _require_owner(services: Services, recommendation_id: int, token: str | None) -> None:
+def _require_owner(
+    db: Database, recommendation_id: int, token: str | None, *, required: bool
+) -> None:
     """401 without the token, 403 with one that is not this recommendation's. A row from
     before tokens has no owner, so only HOLLANG_SURVEY_TOKEN=off opens it (README)."""
-    if not services.settings.survey_token:
+    if not required:
         return
     if not token:
         raise ApiError(401, f"This survey needs the recommendation's {TOKEN_HEADER}.")
     try:
-        with services.db.read() as session:
+        with db.read() as session:
             stored = stored_digest(session, recommendation_id)
     except NotFound:
         raise ApiError(404, f"Recommendation {recommendation_id} does not exist.") from None
@@ -129,13 +122,14 @@ def _require_owner(services: Services, recommendation_id: int, token: str | None
 def create_survey(
     recommendation_id: RecommendationId,
     body: SurveyRequest,
-    services: ServicesDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
     token: RecommendationToken = None,
 ) -> Envelope[None]:
-    _require_owner(services, recommendation_id, token)
+    _require_owner(db, recommendation_id, token, required=settings.survey_token)
     ratings = [(hobby.id, hobby.satisfaction) for hobby in body.survey.hobbies]
     try:
-        services.db.transact(lambda session: record_survey(session, recommendation_id, ratings))
+        db.transact(lambda session: record_survey(session, recommendation_id, ratings))
     except NotFound:
         raise ApiError(404, f"Recommendation {recommendation_id} does not exist.") from None
     except NotInRecommendation as exc:

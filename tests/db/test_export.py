@@ -33,6 +33,7 @@ from db.models import (
     User,
 )
 from db.session import Database
+from model.scoring import mbti_from_scores
 from tests.helpers import (
     BACKENDS,
     fresh_database_url,
@@ -105,6 +106,7 @@ def test_export_feeds_training(
             "testResponseId", "createdAt", "scores", "mbtiType", "modelVersion", "hobbies"
         }  # fmt: skip
         assert record["modelVersion"] == version
+        assert record["mbtiType"] == mbti_from_scores(record["scores"])
         assert [h["ranking"] for h in record["hobbies"]] == [1, 2, 3]
     satisfactions = sorted(
         h["satisfaction"] for r in records for h in r["hobbies"] if h["satisfaction"]
