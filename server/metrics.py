@@ -348,12 +348,13 @@ def _forget(sampler: _Sampler) -> None:
 
 def _mark(gauge: Gauge, was: str | None, now: str | None) -> str | None:
     """Move a version marker: the old version's series drops to 0 (which a scrape hides:
-    a multiprocess file keeps what was written, so removing the child is not enough), the
-    new one is 1."""
+    a multiprocess file keeps what was written, and prometheus_client cannot remove a
+    child there, only warn on stderr that it did not), the new one is 1."""
     if now != was:
         if was is not None:
             gauge.labels(was).set(0)
-            gauge.remove(was)
+            if multiproc_dir() is None:
+                gauge.remove(was)
         if now is not None:
             gauge.labels(now).set(1)
     return now
