@@ -8,6 +8,7 @@ and drops its own `<base>_<random>` database); without it those cases are skippe
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,13 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from cli.context import prepare_database
+from cli.main import main
 from db.models import (
     Hobby,
     Recommendation,
@@ -139,6 +143,14 @@ TOKEN_HEADER = "X-Recommendation-Token"
 def owner(created: dict) -> dict[str, str]:  # type: ignore[type-arg]
     """The header that owns the survey of a recommendation, from POST /test-responses `data`."""
     return {TOKEN_HEADER: created["recommendation"]["token"]}
+
+
+def hollang(env: dict[str, str], *args: str, code: int = 0) -> Any:
+    """The real `hollang` command, run in-process (a subprocess per call costs a second):
+    its JSON output when it exits 0, else its stderr; `code` is the exit status expected."""
+    result = CliRunner().invoke(main, list(args), env=env)
+    assert result.exit_code == code, result.output + repr(result.exception)
+    return json.loads(result.stdout) if code == 0 else result.stderr
 
 
 def run_cli(

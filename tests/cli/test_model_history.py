@@ -15,6 +15,7 @@ from cli.context import prepare_database
 from cli.main import main
 from model.modelfile import ModelFile
 from model.registry import POINTER_KEY, ModelRegistry
+from tests.helpers import hollang
 from tests.s3support import LABELS, StoreUnderTest, model_bytes
 
 NOT_A_HOBBY = "달 표면에서 스카이다이빙하기"
@@ -25,12 +26,6 @@ def env(objects: StoreUnderTest, tmp_path: Path) -> dict[str, str]:
     url = f"sqlite:///{tmp_path / 'hollang.db'}"
     prepare_database(objects.settings(url))
     return {**objects.env, "HOLLANG_DATABASE_URL": url}
-
-
-def hollang(env: dict[str, str], *args: str, code: int = 0) -> Any:
-    result = CliRunner().invoke(main, list(args), env=env)
-    assert result.exit_code == code, result.output + repr(result.exception)
-    return json.loads(result.stdout) if code == 0 else result.stderr
 
 
 def publish(env: dict[str, str], tmp_path: Path, version: str, seed: int, *more: str) -> Any:

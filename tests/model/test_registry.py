@@ -8,18 +8,16 @@ second of interpreter start-up per call.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from cli.context import prepare_database
-from cli.main import main
 from model.modelfile import ModelFileError
 from model.registry import ModelRegistry
 from storage.objectstore import PreconditionFailed
+from tests.helpers import hollang
 from tests.s3support import LABELS, StoreUnderTest, model_bytes
 
 NOT_A_HOBBY = "달 표면에서 스카이다이빙하기"
@@ -30,13 +28,6 @@ def registry_env(objects: StoreUnderTest, tmp_path: Path) -> dict[str, str]:
     url = f"sqlite:///{tmp_path / 'hollang.db'}"
     prepare_database(objects.settings(url))
     return {**objects.env, "HOLLANG_DATABASE_URL": url}
-
-
-def hollang(env: dict[str, str], *args: str, code: int = 0) -> Any:
-    """The real `hollang` command, run in-process (a subprocess per call costs a second)."""
-    result = CliRunner().invoke(main, list(args), env=env)
-    assert result.exit_code == code, result.output + repr(result.exception)
-    return json.loads(result.stdout) if code == 0 else result.stderr
 
 
 def write_model(tmp_path: Path, version: str, seed: int, **kwargs: Any) -> str:
