@@ -114,12 +114,11 @@ def start_service(settings: Settings) -> Iterator[RunningService]:
 
 
 def make_settings(data_dir: Path, database_url: str, **overrides: object) -> Settings:
+    fast_polls: dict[str, object] = {"model_poll_interval": 0.2, "catalog_poll_interval": 0.5}
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
-        model_poll_interval=0.2,
-        catalog_poll_interval=0.5,
-        **overrides,  # type: ignore[arg-type]
+        **{**fast_polls, **overrides},  # type: ignore[arg-type]
     )
 
 

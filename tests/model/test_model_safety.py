@@ -6,6 +6,7 @@ batch's callers (503, counted, nothing stored), and the quality gates of an uplo
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,7 +43,15 @@ def service(
 ) -> Iterator[RunningService]:
     tmp = tmp_path_factory.mktemp("safety")
     for url in fresh_database_url(request.param, tmp):
-        settings = make_settings(tmp, url, admin_token=TOKEN, model_validation_timeout=TIMEOUT)
+        # No registry poll: it would (rightly) put the pointer's model back while a test
+        # serves one installed behind its back (`_install_unvalidated`).
+        settings = make_settings(
+            tmp,
+            url,
+            admin_token=TOKEN,
+            model_validation_timeout=TIMEOUT,
+            model_poll_interval=3600,
+        )
         yield from start_service(settings)
 
 
@@ -158,12 +167,23 @@ def test_a_batch_with_unusable_outputs_fails_only_its_callers_and_stores_nothing
     try:
 
         async def crowd() -> list[httpx.Response]:
-            # Hold the inference thread while the crowd arrives: they queue into batches.
-            service.app_services.engine.executor.submit(time.sleep, 1.0)
-            async with service.async_client() as client:
-                return list(
-                    await asyncio.gather(*(client.post("/test-responses", json=b) for b in bodies))
-                )
+            # Hold the inference thread until callers are queued behind it: they form a
+            # batch of more than one when it is let go (a condition, not a time).
+            engine = service.app_services.engine
+            gate = threading.Event()
+            engine.executor.submit(gate.wait, 30)
+            try:
+                async with service.async_client() as client:
+                    posts = asyncio.gather(
+                        *(client.post("/test-responses", json=b) for b in bodies)
+                    )
+                    deadline = time.monotonic() + 30
+                    while engine.queue_depth < 2 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+                    gate.set()
+                    return list(await posts)
+            finally:
+                gate.set()
 
         responses = asyncio.run(crowd())
         with service.client() as client:
