@@ -28,8 +28,9 @@ read: deadlines are checked by one sweep per worker every `tick` seconds, never 
 per request, and the phase is read from uvicorn's own state only when a deadline passes
 (README, "Hostile traffic").
 
-After a 4xx/5xx of its own the protocol half-closes and reads (and drops) what is still
-coming for a second before closing, so the client reads the answer instead of a reset.
+After a 4xx/5xx of its own, and after the last answer of a refused pipeline, the protocol
+half-closes and reads (and drops) what is still coming for a second before closing, so the
+client reads every answer instead of a reset.
 """
 
 from __future__ import annotations
@@ -277,14 +278,42 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self.transport.write(_answer(status, message, extra))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, and drop what still comes for LINGER seconds before closing (the
+        sweep closes). Closing a socket with unread input resets the connection, and the
+        reset discards answers the kernel has not sent yet: the client would lose them."""
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.flow.resume_reading()
         self.deadline = self.loop.time() + LINGER
 
     def _stop_after_queued(self) -> None:
-        """Too many pipelined requests: answer the queued ones and close after the last."""
+        """Too many pipelined requests: answer the queued ones, the last with `Connection:
+        close`, and then linger instead of closing at once (the rest of the flood is still
+        arriving, unread)."""
         self._refused = True
         self.deadline = None
         newest, _app = self.pipeline[0]  # appendleft: index 0 is the newest
         newest.keep_alive = False
+        newest.transport = _LingeringTransport(self)  # type: ignore[assignment]
+
+
+class _LingeringTransport:
+    """The transport as the last queued request of a refused pipeline sees it: the close
+    uvicorn makes after a `Connection: close` response lingers (`_linger`) instead."""
+
+    def __init__(self, protocol: GuardedHttpToolsProtocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def write(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        if not self._transport.is_closing():
+            self._protocol._linger()
