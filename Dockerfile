@@ -21,6 +21,7 @@ COPY server ./server
 COPY model ./model
 COPY db ./db
 COPY storage ./storage
+COPY batching ./batching
 COPY cli ./cli
 RUN /opt/venv/bin/pip install --no-deps . \
  && /opt/venv/bin/python -c 'from server.settings import BUNDLED_MODEL; from db.catalog import DEFAULT_CATALOG; assert BUNDLED_MODEL.is_file() and DEFAULT_CATALOG.is_file()'

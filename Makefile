@@ -73,6 +73,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## The documentation site (mkdocs-material, docs/ + mkdocs.yml) into ./site; --strict turns
 ## a broken link or a page missing from the nav into a failure. `.ci/run` calls it.

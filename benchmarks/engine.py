@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from model.batcher import BatchSettings, BatchStats, MicroBatcher  # noqa: E402
+from batching.adaptive import BatchSettings, BatchStats  # noqa: E402
+from model.batcher import MicroBatcher  # noqa: E402
 from model.engine import LoadedModel, ModelEngine, load_model  # noqa: E402
 from model.modelfile import ModelFile  # noqa: E402
 from model.scoring import all_score_inputs  # noqa: E402

@@ -3,7 +3,7 @@
 Per submission, a write is a handful of tiny statements and a commit, and each commit bumps
 three of the same nineteen hot `recommend_count` rows: alone, concurrent submissions queue
 on those locks and on the access layer's per-transaction CPU. `SubmissionWriter` gathers
-them with the inference batcher's adaptive rule (`model.batcher.AdaptiveBatcher`: a lone
+them with the inference batcher's adaptive rule (`batching.adaptive.AdaptiveBatcher`: a lone
 submission is written at once; when others are queued, it gathers while they keep
 arriving, bounded by `HOLLANG_WRITE_MAX_DELAY_MS` and `HOLLANG_WRITE_MAX_BATCH`), and
 writes the whole batch with `db.recommendations.write_submissions`: a fixed number of
@@ -37,11 +37,11 @@ from sqlalchemy import Connection, bindparam, case, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from batching.adaptive import AdaptiveBatcher, BatchSettings, BatchStats
 from db.idempotency import KeyReused, StoredResponse, lookup
 from db.models import IdempotencyKey
 from db.recommendations import Recorded, Submission, write_submissions
 from db.session import Database
-from model.batcher import AdaptiveBatcher, BatchSettings, BatchStats
 
 OK = 200
 # Not a member's fault: lock wait timeout, and the client's connection errors (MySQL/MariaDB)

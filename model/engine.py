@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from model.batcher import BatchSettings, BatchStats, MicroBatcher
+from batching.adaptive import BatchSettings, BatchStats
+from model.batcher import MicroBatcher
 from model.modelfile import (
     INPUT_NAME,
     OUTPUT_NAME,

@@ -23,7 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.batcher import BadModelOutput, Overloaded
+from batching.adaptive import Overloaded
+from model.batcher import BadModelOutput
 from model.engine import NoModelLoaded
 from server.schemas import Camel
 

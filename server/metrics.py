@@ -46,7 +46,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from model.batcher import BatchStats
+from batching.adaptive import BatchStats
 from server.settings import MULTIPROC_ENV
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from model.batcher import BatchSettings
+from batching.adaptive import BatchSettings
 from model.sandbox import SandboxLimits
 
 # Submissions waiting for the writer beyond this get 503: far more than any pool drains in

@@ -60,7 +60,7 @@ engine_ready "$BASE_IMAGE" "$DEBIAN_SUITE" "$WORK"
 # 2. A copy of the stack with its .env; the API on a free host port.
 mkdir -p "$STACK/deploy"
 cp -R Dockerfile .dockerignore docker-compose.yml pyproject.toml requirements.txt README.md \
-  server model db storage cli "$STACK/"
+  server model db storage batching cli "$STACK/"
 cp -R deploy/compose deploy/wait_ready.py "$STACK/deploy/"
 find "$STACK" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

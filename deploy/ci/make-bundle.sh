@@ -12,7 +12,7 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage" # the revision root; mktemp made it private
 
-cp -R appspec.yml pyproject.toml requirements.txt README.md server model db storage cli "$stage/"
+cp -R appspec.yml pyproject.toml requirements.txt README.md server model db storage batching cli "$stage/"
 mkdir -p "$stage/deploy"
 cp -R deploy/lib.sh deploy/wait_ready.py deploy/hooks "$stage/deploy/"
 if [[ -n "$image" ]]; then

@@ -48,7 +48,7 @@ case "$HOLLANG_DEPLOY_MODE" in
       mkdir -p "$release/src"
       # Build from a copy: pip writes build metadata next to the sources, and the
       # deployment archive belongs to the CodeDeploy agent.
-      cp -R "$REVISION_DIR"/{pyproject.toml,requirements.txt,README.md,server,model,db,storage,cli} "$release/src/"
+      cp -R "$REVISION_DIR"/{pyproject.toml,requirements.txt,README.md,server,model,db,storage,batching,cli} "$release/src/"
       "${HOLLANG_DEPLOY_PYTHON:-python3}" -m venv "$release/venv"
       # The dependencies exactly as locked (the image installs the same file), then the
       # package alone.

@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from batching.adaptive import BatchSettings
 from cli.context import prepare_database
 from db.catalog import read_catalog
 from db.idempotency import KeyReused, StoredResponse
@@ -34,7 +35,6 @@ from db.session import Database
 from db.write_batcher import PendingWrite, SubmissionWriter
 from harness.load import Tally, audit, run_load
 from harness.scratch import free_port, stop_process, wait_until_ready
-from model.batcher import BatchSettings
 from server.settings import Settings
 from tests.helpers import RunningService, stored_counts, submission
 

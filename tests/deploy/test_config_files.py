@@ -193,7 +193,7 @@ def test_env_example_documents_every_variable() -> None:
     # Read outside Settings (the CLI's options, logging): every quoted name in the code.
     code = {
         name
-        for package in ("server", "model", "db", "storage", "cli")
+        for package in ("server", "model", "db", "storage", "batching", "cli")
         for path in (ROOT / package).rglob("*.py")
         for name in re.findall(r"[\"'](HOLLANG_[A-Z0-9_]+)[\"']", path.read_text())
     }

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from model.batcher import BatcherClosed, BatchSettings, BatchStats, MicroBatcher, Overloaded
+from batching.adaptive import BatcherClosed, BatchSettings, BatchStats, Overloaded
+from model.batcher import MicroBatcher
 
 # A guard for awaits that must not hang; far above anything a passing test waits.
 HANG = 10.0

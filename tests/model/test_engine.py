@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from model.batcher import BatchSettings
+from batching.adaptive import BatchSettings
 from model.engine import LoadedModel, ModelEngine, NoModelLoaded, Prediction, load_model
 from model.modelfile import ModelFile, ModelFileError, ModelMetadata, build_mlp
 from model.scoring import all_score_inputs

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.batcher import BatchSettings
+from batching.adaptive import BatchSettings
 from model.engine import LoadedModel, ModelEngine, load_model
 from model.modelfile import ModelFile
 from model.scoring import all_score_inputs

@@ -8,7 +8,7 @@ import asyncio
 
 import numpy as np
 
-from model.batcher import BatchSettings
+from batching.adaptive import BatchSettings
 from model.engine import LoadedModel, ModelEngine, open_session
 from model.modelfile import ModelFile
 from model.scoring import all_score_inputs

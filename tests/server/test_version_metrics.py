@@ -14,7 +14,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from model.batcher import BadModelOutput, BatchSettings
+from batching.adaptive import BatchSettings
+from model.batcher import BadModelOutput
 from model.engine import ModelEngine, open_session
 from model.modelfile import ModelFile
 from server import metrics

@@ -1,0 +1,1 @@
+"""Batching shared by inference (`model/`) and writes (`db/`): one gathering rule."""
