@@ -44,6 +44,19 @@ def test_a_sound_model_passes_with_every_batch_size_measured() -> None:
     assert validated.reference_top3 is None
 
 
+def test_a_pass_is_remembered_for_the_same_question_only() -> None:
+    """Asking again about the same bytes, catalogue and limits gets the verdict the first
+    child gave (the same object: no child ran); another catalogue or limit asks anew."""
+    data = hostile.BUNDLED.read_bytes()
+    labels = set(hostile.LABELS)
+    limits = SandboxLimits(timeout=8.5)  # a question no other test asks
+    first = validate_blocking(data, labels, limits)
+    assert validate_blocking(data, labels, limits) is first
+    assert validate_blocking(data, None, limits) is not first
+    assert validate_blocking(data, labels, SandboxLimits(timeout=8.5, memory_mb=600)) is not first
+    assert validate_blocking(data, labels, limits, reference=data) is not first
+
+
 HOSTILE = [
     pytest.param(hostile.external_data, "use external data", id="external-data"),
     pytest.param(
