@@ -100,6 +100,9 @@ class ModelService:
         self.model_error: str | None = None  # a model this worker refused or could not load
         self.pointer_error: str | None = None  # the registry could not be read
         self.shadow_error: str | None = None  # the pointer's shadow, refused here
+        # Pointer moves made by this worker: a poll whose read began before one is stale
+        # (it would report, say, the corrupt pointer an upload just overwrote).
+        self._moves = 0
 
     @property
     def last_error(self) -> str | None:
@@ -208,15 +211,20 @@ class ModelService:
     async def follow(self) -> None:
         """One poll: swap if the pointer moved to a model this worker does not run, and
         start, change or stop the shadow as the pointer says."""
+        moves = self._moves
         try:
             pointer = await asyncio.to_thread(self.registry.read_pointer)
         except (ObjectStoreError, CorruptPointer) as exc:
+            if moves != self._moves:
+                return
             if isinstance(exc, CorruptPointer):
                 self.pointer_error = str(exc)
             else:
                 self.pointer_error = f"cannot read the active model pointer: {exc}"
             log.warning("%s; keeping model %s", self.pointer_error, self.version)
             return
+        if moves != self._moves:
+            return  # read before this worker moved the pointer; the next poll reads anew
         self.pointer_error = None
         await self._follow_active(pointer)
         await self._follow_shadow(pointer)
@@ -339,6 +347,7 @@ class ModelService:
                 )
             except PreconditionFailed:
                 raise RegistryError("the active model changed meanwhile; try again") from None
+            self._moves += 1
             self.engine.swap(model)
             self._refused_sha = None
             self.model_error = None
@@ -381,6 +390,7 @@ class ModelService:
                 pointer = corrupt
             try:
                 await asyncio.to_thread(move, pointer)
+                self._moves += 1
                 return
             except PreconditionFailed:
                 continue
