@@ -66,8 +66,12 @@ run: $(VENV)/.installed
 	$(BIN)/hollang serve --host $(HOST) --port $(PORT)
 
 ## The whole suite. MariaDB cases run when HOLLANG_TEST_MYSQL_URL is set (docs/development.md).
+## It runs on PYTEST_WORKERS processes (pytest-xdist), each taking whole modules, so a
+## module's servers start once. The tests mostly wait on processes, databases and sockets,
+## so more workers than cores pays: 4 on 2 cores. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 4
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -98,15 +98,45 @@ def store_and_database(
 _MYSQL_HALF = pytest.StashKey[int]()
 
 
+# The longest modules go first: `make test` hands whole modules to its workers in
+# collection order, so one started last would leave its worker running alone at the end.
+RUN_FIRST = (
+    "tests/deploy/test_rehearse.py",  # the blue/green rehearsal, about 2.5 minutes
+    "tests/deploy/test_hooks.py",
+    "tests/cli/test_feedback_loop.py",
+    "tests/db/test_export.py",
+    "tests/db/test_write_batcher.py",
+    "tests/db/test_db_faults.py",
+)
+
+
+def _run_first(item: pytest.Item) -> int:
+    path = item.path.relative_to(item.config.rootpath).as_posix()
+    return RUN_FIRST.index(path) if path in RUN_FIRST else len(RUN_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_run_first)  # stable: the order within a module is kept
     if MYSQL_URL or REQUIRE_MYSQL or "mysql" in (config.option.markexpr or ""):
         return
     mysql_items = [item for item in items if item.get_closest_marker("mysql") is not None]
     if not mysql_items:
         return
     config.stash[_MYSQL_HALF] = len(mysql_items)
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller prints the summary
+        workeroutput["mysql_deselected"] = len(mysql_items)
     config.hook.pytest_deselected(items=mysql_items)
     items[:] = [item for item in items if item.get_closest_marker("mysql") is None]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist's controller hears what each worker deselected (they all collect the same)."""
+    deselected = getattr(node, "workeroutput", {}).get("mysql_deselected", 0)
+    if deselected:
+        config: pytest.Config = node.config  # type: ignore[attr-defined]
+        config.stash[_MYSQL_HALF] = deselected
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
