@@ -64,6 +64,8 @@ def test_requests_are_counted_by_route_template_and_status(client: httpx.Client)
         ("GET", "/recommendations/987654322/shares", "/recommendations/{id}/shares", 404),
         ("GET", "/recommendations/abc", "/recommendations/{id}", 400),
         ("GET", "/no/such/thing", "<unmatched>", 404),
+        ("GET", "/docs/assets/redoc/LICENSE", "/docs/assets/{path}", 200),
+        ("GET", "/docs/assets/nothing.js", "/docs/assets/{path}", 404),
         ("DELETE", "/tests", "/tests", 405),
     ]
     for method, path, _, status in asked:
