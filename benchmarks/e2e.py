@@ -11,6 +11,8 @@ original weights (converted for the embedded side, loaded by PyTorch for the sta
   original inference server (benchmarks/standin: Flask's server, PyTorch, one request at a
   time), on this machine;
 - ``nobatch``: the embedded service with ``HOLLANG_MAX_BATCH_SIZE=1``;
+- ``shadow``: the embedded service scoring a shadow model (the same network under another
+  version) beside every request, as `hollang model shadow` sets it up;
 - ``standin``: the stand-in called directly;
 - the comparison servers of benchmarks/baselines, each the same /predict job on the same
   model file with 2 workers: ``flask`` (a Flask route under gunicorn's sync workers, the
@@ -22,7 +24,8 @@ Scenarios: (1) POST /test-responses at concurrency 1, 16, 64, embedded vs remote
 same, batching off vs on; (3) POST /predict (no database) embedded vs the comparison servers
 and the stand-in called directly; (4) GET /tests and GET /recommendations/{id}, against
 our own /predict and the raw ASGI ceiling; (5) the engine micro-benchmark
-(benchmarks/engine.py), run after the servers are stopped.
+(benchmarks/engine.py), run after the servers are stopped; (6) POST /predict with and
+without a shadow model.
 
 The load generator is wrk (a separate C process, one thread, a Lua script), bounded by
 time; its CPU use is recorded to show it is not the bottleneck. Every cell runs once per
@@ -98,7 +101,7 @@ class Cell:
     """One measurement: a request kind against one variant at one concurrency."""
 
     scenario: str  # test-responses | predict | tests | recommendation
-    variant: str  # embedded | remote | nobatch | standin | flask | fastapi | raw
+    variant: str  # embedded | remote | nobatch | shadow | standin | flask | fastapi | raw
     concurrency: int
 
     @property
@@ -115,6 +118,8 @@ def cells() -> list[list[Cell]]:
         groups.append([Cell("predict", v, c) for v in ("embedded", *BASELINES, "standin")])
     groups.append([Cell("tests", "embedded", 64)])
     groups.append([Cell("recommendation", "embedded", 64)])
+    for c in CONCURRENCY:
+        groups.append([Cell("predict", v, c) for v in ("embedded", "shadow")])
     return groups
 
 
@@ -177,6 +182,34 @@ def run_cli(*args: str, env: dict[str, str]) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"hollang {' '.join(args)} failed: {result.stderr[-2000:]}")
+
+
+SHADOW_VERSION = "bench-shadow"
+
+
+def prepare_shadow(original: Path, env: dict[str, str], work: Path) -> None:
+    """In the shadow variant's own object store: the original active, and the same network
+    stamped as another version its shadow, so its workers score it from their start."""
+    from model.modelfile import ModelFile
+
+    labels = work / "labels.json"
+    labels.write_text(json.dumps(list(ModelFile.read(original).metadata.labels)))
+    candidate = work / "shadow.onnx"
+    run_cli("model", "stamp", str(original), "--labels", str(labels),
+            "--version", SHADOW_VERSION, "-o", str(candidate), env=env)  # fmt: skip
+    run_cli("model", "publish", str(original), "--activate", env=env)
+    run_cli("model", "publish", str(candidate), env=env)
+    run_cli("model", "shadow", SHADOW_VERSION, env=env)
+
+
+def shadow_rows(server: Server) -> float:
+    """Rows the shadow variant's workers scored with the shadow model, from /metrics."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("hollang_shadow_rows_total{")
+    )
 
 
 def baseline_commands() -> dict[str, list[str]]:
@@ -371,6 +404,9 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]
                 pe, pb, "throughput_per_s"
             )
             out[f"c{c}"][f"predict_embedded_vs_{base}_p99"] = paired(pe, pb, "p99_ms")
+        psh = f"predict/shadow/c{c}"
+        for field in ("throughput_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request"):
+            out[f"c{c}"][f"predict_shadow_vs_embedded_{field}"] = paired(psh, pe, field)
     for read in ("tests", "recommendation"):
         for against in ("embedded", "raw"):
             out["reads"] = out.get("reads", {})
@@ -483,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
             "embedded": {},
             "remote": {"HOLLANG_INFERENCE_URL": standin.url},
             "nobatch": {"HOLLANG_MAX_BATCH_SIZE": "1"},
+            "shadow": {"HOLLANG_DATA_DIR": str(work / "data-shadow")},
         }
+        prepare_shadow(work / "original.onnx", {**env, **variants["shadow"]}, work)
         servers = {"standin": standin}
         for name, extra in variants.items():
             servers[name] = stack.enter_context(
@@ -518,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for warm in ("embedded", "remote", "nobatch"):  # first requests pay for imports
             measure(Cell("test-responses", warm, 16), servers, files, budget.warmup_seconds)
+        measure(Cell("predict", "shadow", 16), servers, files, budget.warmup_seconds)
+        shadow_before = shadow_rows(servers["shadow"])
         for warm in ("standin", *BASELINES):
             measure(Cell("predict", warm, 16), servers, files, budget.warmup_seconds)
         for round_index in range(budget.rounds):
@@ -535,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"  p99 {result['p99_ms']:7.2f} ms  errors {sum(result['errors'].values())}",  # noqa: E501
                         flush=True,
                     )
+        shadow_scored = shadow_rows(servers["shadow"]) - shadow_before
     if args.only or args.env:
         for key, value in summarise(runs).items():
             print(f"{key}: {json.dumps(value)}")
@@ -553,6 +594,13 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": "wrk -t1 (one thread), Lua script benchmarks/wrk/requests.lua",
         "summary": summarise(runs),
         "ratios": ratios(runs),
+        "shadow": {
+            "version": SHADOW_VERSION,
+            "rows_scored": shadow_scored,
+            "requests_served": sum(
+                r["requests"] for key, rs in runs.items() if "/shadow/" in key for r in rs
+            ),
+        },
         "runs": runs,
         "engine": engine,
     }

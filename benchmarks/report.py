@@ -144,6 +144,33 @@ def markdown(result: dict[str, Any], prefix: str) -> str:
         f"{en['c64_caller_per_item_us']:.2f} µs (null engine) and the engine "
         f"{en['c64_engine_per_item_us']:.2f} µs.",
     ]
+    shadow = result.get("shadow")
+    if shadow and _cell(s, "predict/shadow/c1"):
+        lines += [
+            "",
+            "**(6) POST /predict with a shadow model scoring every request (`hollang model "
+            "shadow`: the same network under another version) vs without, in the same rounds**",
+            "",
+            "| concurrency | without req/s | with req/s | throughput ratio | without p50 / p99 "
+            "| with p50 / p99 | p50 ratio | p99 ratio | CPU ms per request, without / with |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c in CONCURRENCY:
+            e, w = _cell(s, f"predict/embedded/c{c}"), _cell(s, f"predict/shadow/c{c}")
+            k = r[f"c{c}"]
+            lines.append(
+                f"| {c} | {_rate(e)} | {_rate(w)} "
+                f"| {k['predict_shadow_vs_embedded_throughput_per_s']:.2f}x "
+                f"| {_lat(e)} | {_lat(w)} | {k['predict_shadow_vs_embedded_p50_ms']:.2f}x "
+                f"| {k['predict_shadow_vs_embedded_p99_ms']:.2f}x "
+                f"| {e.get('cpu_ms_per_request', 0):.3f} / {w.get('cpu_ms_per_request', 0):.3f} |"
+            )
+        lines += [
+            "",
+            f"The shadow scored {shadow['rows_scored']:,.0f} rows while its service answered "
+            f"{shadow['requests_served']:,} measured requests (the warm-up adds a few; a slow "
+            "shadow skips batches rather than queue them).",
+        ]
     c16, c64 = r["c16"], r["c64"]
     sub1 = _cell(s, "test-responses/embedded/c1")
     sub64 = _cell(s, "test-responses/embedded/c64")
