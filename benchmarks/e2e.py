@@ -115,11 +115,11 @@ def cells() -> list[list[Cell]]:
     for c in CONCURRENCY:
         groups.append([Cell("test-responses", v, c) for v in ("embedded", "remote", "nobatch")])
     for c in CONCURRENCY:
-        groups.append([Cell("predict", v, c) for v in ("embedded", *BASELINES, "standin")])
+        groups.append(
+            [Cell("predict", v, c) for v in ("embedded", *BASELINES, "standin", "shadow")]
+        )
     groups.append([Cell("tests", "embedded", 64)])
     groups.append([Cell("recommendation", "embedded", 64)])
-    for c in CONCURRENCY:
-        groups.append([Cell("predict", v, c) for v in ("embedded", "shadow")])
     return groups
 
 

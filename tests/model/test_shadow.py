@@ -1,6 +1,7 @@
 """The shadow scorer on a real engine and real ONNX sessions: it runs only after the
-active model's callers have their answers, agrees with the active model exactly when the
-two models' top hobbies agree, and a shadow that breaks on live rows changes no answer."""
+active model's callers have their answers, gathers the rows of many requests into one run
+(never larger than the largest batch validated), agrees with the active model exactly when
+the two models' top hobbies agree, and a shadow that breaks on live rows changes no answer."""
 
 from __future__ import annotations
 
@@ -26,11 +27,20 @@ def scorer(model: LoadedModel, inline: bool = True) -> ShadowScorer:
     return ShadowScorer(model, max_inline_seconds=1e-3 if inline else 0.0, max_batch_size=64)
 
 
+async def scored(shadow: ShadowScorer, rows: int) -> None:
+    """Until the shadow has scored (or failed on) `rows` rows: its gathering timer ran."""
+    for _ in range(1000):
+        if shadow.stats.rows + shadow.stats.failed_rows >= rows:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the shadow scored {shadow.stats.rows} of {rows} rows")
+
+
 def test_the_shadow_runs_after_the_caller_has_its_answer() -> None:
     active = session(hostile.mlp("active", seed=1))
     shadow = scorer(session(hostile.mlp("candidate", seed=2)))
 
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, int]:
         engine = ModelEngine(BatchSettings(max_batch_size=8))
         engine.swap(active)
         engine.set_shadow(shadow)
@@ -38,11 +48,59 @@ def test_the_shadow_runs_after_the_caller_has_its_answer() -> None:
             await engine.predict([1, 2, 3, 0])
             when_answered = shadow.stats.rows  # the caller resumed before the shadow ran
             await asyncio.sleep(0)
-            return when_answered, shadow.stats.rows
+            a_turn_later = shadow.stats.rows  # gathered, waiting for more rows
+            await scored(shadow, 1)
+            return when_answered, a_turn_later, shadow.stats.runs
         finally:
             await engine.close()
 
-    assert asyncio.run(run()) == (0, 1)
+    assert asyncio.run(run()) == (0, 0, 1)
+
+
+def test_lone_requests_are_scored_together_in_batches_no_larger_than_validated() -> None:
+    """20 requests one after another (each a batch of one for the active model) are scored
+    in 3 runs: 8 rows, 8 rows (the largest batch size validated), then the last 4 when the
+    gathering time is up."""
+    active_bytes, candidate_bytes = hostile.mlp("active", seed=6), hostile.mlp("cand", seed=7)
+    shadow = ShadowScorer(
+        session(candidate_bytes, rows=8), max_inline_seconds=1e-3, max_batch_size=8
+    )
+    inputs = all_score_inputs()[:20]
+
+    async def run() -> None:
+        engine = ModelEngine(BatchSettings(max_batch_size=8))
+        engine.swap(session(active_bytes))
+        engine.set_shadow(shadow)
+        try:
+            for row in inputs:
+                await engine.predict(row.tolist())
+            await scored(shadow, len(inputs))
+        finally:
+            await engine.close()
+
+    asyncio.run(run())
+    assert (shadow.stats.rows, shadow.stats.runs, shadow.stats.failed_rows) == (20, 3, 0)
+    assert (shadow.stats.top1_agreements, shadow.stats.top3_agreements) == expected_agreement(
+        active_bytes, candidate_bytes, inputs
+    )
+
+
+def test_rows_still_gathered_when_the_shadow_stops_are_counted_as_skipped() -> None:
+    shadow = scorer(session(hostile.mlp("candidate", seed=8)))
+
+    async def run() -> None:
+        engine = ModelEngine(BatchSettings(max_batch_size=8))
+        engine.swap(session(hostile.mlp("active", seed=9)))
+        engine.set_shadow(shadow)
+        try:
+            await engine.predict([1, 2, 3, 0])
+            await asyncio.sleep(0)  # the batch's observer ran: the row is gathered
+            engine.set_shadow(None)
+        finally:
+            await engine.close()
+
+    asyncio.run(run())
+    assert (shadow.stats.rows, shadow.stats.skipped_rows) == (0, 1)
 
 
 def expected_agreement(a: bytes, b: bytes, inputs: np.ndarray) -> tuple[int, int]:
@@ -99,7 +157,7 @@ def test_a_shadow_that_breaks_on_live_rows_changes_no_answer() -> None:
         engine.set_shadow(shadow)
         try:
             answers = await asyncio.gather(*(engine.predict(row) for row in rows))
-            await asyncio.sleep(0)
+            await scored(shadow, len(rows))
             return [answer.logits for answer in answers]
         finally:
             await engine.close()

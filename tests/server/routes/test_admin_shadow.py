@@ -118,7 +118,9 @@ def test_a_shadow_scores_live_requests_without_being_served(
     assert live["rows"] == len(INPUTS)
     assert live["top1Agreement"] == top1 / len(INPUTS)
     assert live["top3Agreement"] == top3 / len(INPUTS)
-    assert live["runs"] == len(INPUTS)  # one request at a time: batches of one
+    # one request at a time, each a batch of one, gathered into fewer shadow runs
+    # (tests/model/test_shadow.py shows how many exactly)
+    assert 1 <= live["runs"] <= len(INPUTS)
     assert live["meanRunSeconds"] > 0
     assert live["failedRows"] == 0 and live["skippedRows"] == 0
 
@@ -128,7 +130,7 @@ def test_a_shadow_scores_live_requests_without_being_served(
     assert delta(after, before, key("hollang_shadow_top1_agreements_total", **labels)) == top1
     assert delta(after, before, key("hollang_shadow_top3_agreements_total", **labels)) == top3
     runs = key("hollang_shadow_inference_seconds_count", shadow=candidate_version)
-    assert delta(after, before, runs) == len(INPUTS)
+    assert delta(after, before, runs) == live["runs"]
     assert after[key("hollang_model_shadow", version=candidate_version)] == 1
     # The active model's own count moved by the requests only: the shadow is not counted.
     predictions = key("hollang_model_predictions_total", version=active)
