@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await services.inference.close()
             services.db.dispose()
             stop_observing_pauses()
+            metrics.fold_version_metrics()  # the rows answered while draining
             metrics.worker_exited()
 
     app = FastAPI(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
@@ -109,6 +110,44 @@ def test_non_finite_outputs_are_counted_under_their_version() -> None:
     nonfinite = sample("hollang_model_nonfinite_outputs_total", version=version)
     served = sample("hollang_model_predictions_total", version=version)
     results = asyncio.run(run())
+    metrics.fold_version_metrics()  # what a worker's sampler does every second
     assert all(isinstance(result, BadModelOutput) for result in results[1:]), results
     assert sample("hollang_model_nonfinite_outputs_total", version=version) - nonfinite == 5
     assert sample("hollang_model_predictions_total", version=version) - served == 1
+
+
+def test_gathered_rows_are_counted_at_a_sample_or_once_there_are_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Row and hobby counts are folded in by the sampler (or before a scrape), or at once
+    when a version has gathered `FOLD_ROWS` rows, so memory stays bounded between samples."""
+    version = "fold-test-1"
+    model = open_session(ModelFile.from_bytes(model_bytes(version, seed=4)))
+    observer = metrics.VersionMetrics(model)
+    inputs = np.asarray(INPUTS[:3], np.float32)
+    outputs = model.run(inputs)
+    top3 = Counter(
+        model.labels[i] for row in np.argsort(-outputs, axis=1)[:, :3].tolist() for i in row
+    )
+    monkeypatch.setattr(metrics, "FOLD_ROWS", 5)
+
+    def counted() -> tuple[float, dict[str, float]]:
+        hobbies = {
+            label: sample("hollang_model_recommended_total", version=version, hobby=label)
+            for label in model.labels
+        }
+        return sample("hollang_model_predictions_total", version=version), hobbies
+
+    observer.batch_done(inputs, outputs, 1e-5)
+    assert counted()[0] == 0  # gathered
+    assert sample("hollang_model_batch_size_count", version=version) == 1  # observed at once
+    observer.batch_done(inputs, outputs, 1e-5)  # 6 rows >= FOLD_ROWS: folded now
+    rows, hobbies = counted()
+    assert rows == 6
+    assert {label: n for label, n in hobbies.items() if n} == {
+        label: 2 * n for label, n in top3.items()
+    }
+    observer.batch_done(inputs, outputs, 1e-5)
+    assert counted()[0] == 6
+    metrics.fold_version_metrics()  # the sampler's call
+    assert counted()[0] == 9
